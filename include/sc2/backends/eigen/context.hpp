@@ -1,0 +1,66 @@
+#pragma once
+/// \file
+/// The CPU execution context: threads and the SIMD path.
+///
+/// Every CPU op takes a `cpu::Context&` first. The context owns the thread
+/// pool the op splits its work over and names the instruction-set path its
+/// kernels use. It holds no per-call state, so one context serves any number
+/// of models, one call at a time.
+
+#include <sc2/backends/eigen/detail/cpu_features.hpp>
+#include <sc2/core/buffer.hpp>
+#include <sc2/core/thread_pool.hpp>
+
+#include <span>
+#include <vector>
+
+namespace sc2::cpu {
+
+/// Threads and instruction set for the CPU backend.
+///
+///     sc2::cpu::Context ctx(2);   // two threads, best SIMD path
+class Context {
+public:
+  /// A context with `threads` threads (0: one per hardware thread).
+  explicit Context(int threads = 0)
+      : pool_(threads), isa_(default_isa()), scratch_(static_cast<std::size_t>(pool_.size())) {}
+
+  /// The pool ops split their loops over.
+  ThreadPool& pool() noexcept { return pool_; }
+  /// Number of threads.
+  int threads() const noexcept { return pool_.size(); }
+  /// The SIMD path kernels take.
+  Isa isa() const noexcept { return isa_; }
+  /// Forces a SIMD path; an `sc2::Error` if this processor lacks it.
+  void set_isa(Isa isa) {
+    SC2_CHECK(isa_supported(isa), "this processor does not support the {} path", isa_name(isa));
+    isa_ = isa;
+  }
+
+  /// At least `count` floats of scratch private to thread `thread` of the
+  /// pool, kept between calls: it grows the first time a larger size is
+  /// asked for and is reused afterwards, so steady-state calls allocate nothing.
+  std::span<float> scratch(int thread, std::size_t count) {
+    auto& buffer = scratch_[static_cast<std::size_t>(thread)];
+    if (buffer.size() < count) buffer = Buffer<float>(count);
+    return buffer.span().first(count);
+  }
+
+private:
+  ThreadPool pool_;
+  Isa isa_;
+  std::vector<Buffer<float>> scratch_;
+};
+
+/// The CPU backend: the model is templated on it.
+struct Backend {
+  using Context = cpu::Context;                    ///< execution context type
+  template <class T> using Buffer = sc2::Buffer<T>;  ///< owning memory of this backend
+};
+
+}  // namespace sc2::cpu
+
+namespace sc2 {
+/// The CPU execution context.
+using CpuContext = cpu::Context;
+}  // namespace sc2

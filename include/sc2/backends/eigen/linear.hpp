@@ -1,0 +1,140 @@
+#pragma once
+/// \file
+/// CPU linear layer: out (T, N) = in (T, K) · Wᵀ (+ bias), W in f32, bf16 or f16.
+///
+/// One blocked kernel serves decode and prefill. The output rows N are split
+/// over the threads; each thread walks K in blocks of `kKc`, its rows in
+/// blocks of `kNb` and the tokens in tiles of up to 4, and a micro-kernel
+/// accumulates a tile of 4 tokens × 3 weight rows in 12 vector registers,
+/// widening the weights to float as it loads them. A block of W (kNb × kKc)
+/// stays in L2 while every token tile passes over it, so W is read from
+/// memory once per call whatever T is: at T = 1 that is the bandwidth bound
+/// of decode, at large T the kernel is bound by the FMA units.
+
+#include <sc2/backends/eigen/context.hpp>
+#include <sc2/backends/eigen/detail/simd.hpp>
+#include <sc2/ops/linear.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+
+namespace sc2::cpu {
+namespace detail {
+
+inline constexpr std::int64_t kKc = 512;  ///< K block: a 4-token tile of x is 8 KiB
+inline constexpr std::int64_t kNb = 48;   ///< row block: 48 × 512 weights, 48 KiB in bf16
+inline constexpr int kTileTokens = 4;     ///< MT
+inline constexpr int kTileRows = 3;       ///< NR
+
+/// Scalar micro-kernel: out[t, r] += Σ_k x[t, k] · w[r, k] for an MT × NR tile.
+template <class E, int MT, int NR>
+void dot_tile_scalar(const float* x, std::int64_t x_stride, const E* w, std::int64_t w_stride, std::int64_t kc,
+                     float* out, std::int64_t out_stride) noexcept {
+  float acc[MT][NR] = {};
+  for (std::int64_t k = 0; k < kc; ++k) {
+    float wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = to_float(w[r * w_stride + k]);
+    for (int t = 0; t < MT; ++t) {
+      const float xv = x[t * x_stride + k];
+      for (int r = 0; r < NR; ++r) acc[t][r] += xv * wv[r];
+    }
+  }
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < NR; ++r) out[t * out_stride + r] += acc[t][r];
+}
+
+#if SC2_HAVE_X86_SIMD
+/// AVX2 micro-kernel: the same tile, 8 k at a time in MT × NR registers.
+template <class E, int MT, int NR>
+SC2_TARGET_AVX2 void dot_tile_avx2(const float* x, std::int64_t x_stride, const E* w, std::int64_t w_stride,
+                                   std::int64_t kc, float* out, std::int64_t out_stride) noexcept {
+  __m256 acc[MT][NR];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_setzero_ps();
+  std::int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = load8(w + r * w_stride + k);
+    for (int t = 0; t < MT; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + t * x_stride + k);
+      for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  float tail[MT][NR] = {};
+  for (; k < kc; ++k)
+    for (int t = 0; t < MT; ++t)
+      for (int r = 0; r < NR; ++r) tail[t][r] += x[t * x_stride + k] * to_float(w[r * w_stride + k]);
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < NR; ++r) out[t * out_stride + r] += hsum(acc[t][r]) + tail[t][r];
+}
+#endif
+
+/// Signature shared by every micro-kernel instantiation.
+template <class E>
+using DotTile = void (*)(const float*, std::int64_t, const E*, std::int64_t, std::int64_t, float*, std::int64_t) noexcept;
+
+/// The micro-kernel for an mt × nr tile (1 <= mt <= 4, 1 <= nr <= 3) on `isa`.
+template <class E> DotTile<E> dot_tile(Isa isa, int mt, int nr) noexcept {
+  // Row index: mt - 1; column index: nr - 1.
+  static constexpr DotTile<E> scalar[4][3] = {
+      {dot_tile_scalar<E, 1, 1>, dot_tile_scalar<E, 1, 2>, dot_tile_scalar<E, 1, 3>},
+      {dot_tile_scalar<E, 2, 1>, dot_tile_scalar<E, 2, 2>, dot_tile_scalar<E, 2, 3>},
+      {dot_tile_scalar<E, 3, 1>, dot_tile_scalar<E, 3, 2>, dot_tile_scalar<E, 3, 3>},
+      {dot_tile_scalar<E, 4, 1>, dot_tile_scalar<E, 4, 2>, dot_tile_scalar<E, 4, 3>}};
+#if SC2_HAVE_X86_SIMD
+  static constexpr DotTile<E> avx2[4][3] = {
+      {dot_tile_avx2<E, 1, 1>, dot_tile_avx2<E, 1, 2>, dot_tile_avx2<E, 1, 3>},
+      {dot_tile_avx2<E, 2, 1>, dot_tile_avx2<E, 2, 2>, dot_tile_avx2<E, 2, 3>},
+      {dot_tile_avx2<E, 3, 1>, dot_tile_avx2<E, 3, 2>, dot_tile_avx2<E, 3, 3>},
+      {dot_tile_avx2<E, 4, 1>, dot_tile_avx2<E, 4, 2>, dot_tile_avx2<E, 4, 3>}};
+  if (isa == Isa::avx2) return avx2[mt - 1][nr - 1];
+#endif
+  (void)isa;
+  return scalar[mt - 1][nr - 1];
+}
+
+/// out[:, n0:n1] += in · W[n0:n1, :]ᵀ for one thread's rows.
+template <class E>
+void linear_rows(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix& weight, std::int64_t n0,
+                 std::int64_t n1) noexcept {
+  const std::int64_t T = in.extent(0), K = in.extent(1);
+  const E* w = static_cast<const E*>(weight.data);
+  const DotTile<E> full = dot_tile<E>(isa, kTileTokens, kTileRows);
+  for (std::int64_t k0 = 0; k0 < K; k0 += kKc) {
+    const std::int64_t kc = std::min(kKc, K - k0);
+    for (std::int64_t nb = n0; nb < n1; nb += kNb) {
+      const std::int64_t nb_end = std::min(nb + kNb, n1);
+      for (std::int64_t t0 = 0; t0 < T; t0 += kTileTokens) {
+        const int mt = static_cast<int>(std::min<std::int64_t>(kTileTokens, T - t0));
+        const float* x = in.data() + t0 * in.stride(0) + k0;
+        float* o = out.data() + t0 * out.stride(0);
+        for (std::int64_t r = nb; r < nb_end; r += kTileRows) {
+          const int nr = static_cast<int>(std::min<std::int64_t>(kTileRows, nb_end - r));
+          const DotTile<E> tile = (mt == kTileTokens && nr == kTileRows) ? full : dot_tile<E>(isa, mt, nr);
+          tile(x, in.stride(0), w + r * K + k0, K, kc, o + r, out.stride(0));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+/// CPU implementation of `ops::linear`.
+inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const WeightMatrix& weight,
+                       std::span<const float> bias) {
+  const std::int64_t T = in.extent(0), N = weight.rows;
+  const Isa isa = ctx.isa();
+  ctx.pool().parallel_for(N, 16, [&](std::int64_t n0, std::int64_t n1) {
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias[static_cast<std::size_t>(n)];
+    switch (weight.dtype) {
+      case DType::f32: detail::linear_rows<float>(isa, out, in, weight, n0, n1); break;
+      case DType::bf16: detail::linear_rows<bf16>(isa, out, in, weight, n0, n1); break;
+      case DType::f16: detail::linear_rows<f16>(isa, out, in, weight, n0, n1); break;
+    }
+  });
+}
+
+}  // namespace sc2::cpu

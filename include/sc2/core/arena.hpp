@@ -1,0 +1,70 @@
+#pragma once
+/// \file
+/// Scratch arena: one allocation, carved into aligned slices.
+///
+/// A model measures the scratch it needs once (with a `Arena::Planner`), the
+/// arena allocates that many bytes at construction, and every forward pass
+/// takes its activations from it. Nothing is allocated per token.
+///
+///     sc2::Arena::Planner plan;
+///     plan.reserve<float>(tokens * hidden);
+///     sc2::Arena arena(plan);
+///     std::span<float> h = arena.take<float>(tokens * hidden);
+
+#include <sc2/core/buffer.hpp>
+#include <sc2/core/error.hpp>
+
+#include <cstddef>
+#include <span>
+
+namespace sc2 {
+
+/// A bump allocator over one aligned buffer; slices live as long as the arena.
+class Arena {
+public:
+  /// Adds up the aligned sizes of the slices an arena will hand out.
+  class Planner {
+  public:
+    /// Accounts for a slice of `count` elements of `T`.
+    template <class T> void reserve(std::size_t count) noexcept { bytes_ += round_up(count * sizeof(T)); }
+    /// Total bytes the arena needs.
+    std::size_t bytes() const noexcept { return bytes_; }
+
+  private:
+    std::size_t bytes_ = 0;
+  };
+
+  /// An empty arena.
+  Arena() = default;
+  /// An arena of exactly the bytes `plan` asked for.
+  explicit Arena(const Planner& plan) : storage_(plan.bytes()) {}
+  /// An arena of `bytes` bytes.
+  explicit Arena(std::size_t bytes) : storage_(bytes) {}
+
+  /// The next `count` elements of `T`, aligned to `kAlignment`.
+  template <class T> std::span<T> take(std::size_t count) {
+    const std::size_t bytes = round_up(count * sizeof(T));
+    SC2_CHECK(used_ + bytes <= storage_.size(), "scratch arena exhausted: {} bytes asked, {} of {} left", bytes,
+              storage_.size() - used_, storage_.size());
+    T* p = reinterpret_cast<T*>(storage_.data() + used_);
+    used_ += bytes;
+    return {p, count};
+  }
+
+  /// Hands every slice back; earlier slices must no longer be used.
+  void reset() noexcept { used_ = 0; }
+  /// Bytes handed out.
+  std::size_t used() const noexcept { return used_; }
+  /// Bytes owned.
+  std::size_t capacity() const noexcept { return storage_.size(); }
+
+private:
+  static constexpr std::size_t round_up(std::size_t bytes) noexcept {
+    return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  }
+
+  Buffer<std::byte> storage_;
+  std::size_t used_ = 0;
+};
+
+}  // namespace sc2

@@ -1,0 +1,96 @@
+#pragma once
+/// \file
+/// The key/value cache of one sequence: per layer, a ring of C slots.
+///
+/// Position p lives in slot p mod C. With a sliding window W the model needs
+/// at most the last W − 1 past keys, so C = W and the memory is bounded by
+/// the window whatever the context length; without a window C is the context
+/// limit. Keys are stored after RoPE, as the reference caches them.
+///
+///     keys, values: layers × (C, Hkv, Dh) floats
+///
+/// `length()` is the number of tokens the sequence has seen, which is the
+/// absolute position of the next token.
+
+#include <sc2/core/buffer.hpp>
+#include <sc2/core/error.hpp>
+#include <sc2/core/tensor.hpp>
+#include <sc2/ops/attention.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace sc2 {
+
+/// Per-layer rings of rotated keys and values for one sequence.
+class KvCache {
+public:
+  /// An empty cache that holds nothing.
+  KvCache() = default;
+
+  /// A cache of `layers` rings of `capacity` slots of (kv_heads, head_dim), for
+  /// sequences of at most `max_context` tokens.
+  KvCache(int layers, std::int64_t capacity, int kv_heads, int head_dim, std::int64_t max_context)
+      : layers_(layers), capacity_(capacity), row_(static_cast<std::int64_t>(kv_heads) * head_dim),
+        max_context_(max_context) {
+    SC2_CHECK(layers > 0 && capacity > 0 && kv_heads > 0 && head_dim > 0 && max_context > 0,
+              "KvCache: layers {}, capacity {}, kv heads {}, head dim {}, context {} must all be positive", layers,
+              capacity, kv_heads, head_dim, max_context);
+    const std::size_t per_layer = static_cast<std::size_t>(capacity * row_);
+    keys_ = Buffer<float>(per_layer * static_cast<std::size_t>(layers));
+    values_ = Buffer<float>(per_layer * static_cast<std::size_t>(layers));
+  }
+
+  /// Tokens seen so far: the position of the next token.
+  std::int64_t length() const noexcept { return length_; }
+  /// Slots per layer.
+  std::int64_t capacity() const noexcept { return capacity_; }
+  /// The most tokens a sequence may hold.
+  std::int64_t max_context() const noexcept { return max_context_; }
+  /// Bytes held by keys and values.
+  std::size_t bytes() const noexcept { return (keys_.size() + values_.size()) * sizeof(float); }
+
+  /// The ring of layer `layer`, as the attention op reads it.
+  ops::KvRing ring(int layer) noexcept {
+    const std::int64_t offset = layer * capacity_ * row_;
+    return {keys_.data() + offset, values_.data() + offset, capacity_};
+  }
+
+  /// Stores the keys and values (T, Hkv·Dh) of the tokens at positions
+  /// length() .. length()+T−1 into layer `layer`; only the last C fit.
+  void store(int layer, ConstMatrixView keys, ConstMatrixView values) {
+    const std::int64_t T = keys.extent(0);
+    SC2_ASSERT(keys.extent(1) == row_ && values.extent(1) == row_ && values.extent(0) == T);
+    const ops::KvRing r = ring(layer);
+    for (std::int64_t t = std::max<std::int64_t>(0, T - capacity_); t < T; ++t) {
+      const std::int64_t slot = (length_ + t) % capacity_;
+      std::memcpy(r.keys + slot * row_, keys.row(t).data(), static_cast<std::size_t>(row_) * sizeof(float));
+      std::memcpy(r.values + slot * row_, values.row(t).data(), static_cast<std::size_t>(row_) * sizeof(float));
+    }
+  }
+
+  /// Checks that `tokens` more tokens fit in the context.
+  void check_room(std::int64_t tokens) const {
+    SC2_CHECK(length_ + tokens <= max_context_,
+              "sequence of {} tokens would exceed the context limit of {} tokens ({} already in the cache)",
+              length_ + tokens, max_context_, length_);
+  }
+
+  /// Records that `tokens` tokens were stored in every layer.
+  void advance(std::int64_t tokens) noexcept { length_ += tokens; }
+  /// Forgets the sequence; memory is kept for the next one.
+  void clear() noexcept { length_ = 0; }
+
+private:
+  int layers_ = 0;
+  std::int64_t capacity_ = 0;
+  std::int64_t row_ = 0;  // Hkv · Dh
+  std::int64_t max_context_ = 0;
+  std::int64_t length_ = 0;
+  Buffer<float> keys_;    // layers × (C, Hkv, Dh)
+  Buffer<float> values_;  // layers × (C, Hkv, Dh)
+};
+
+}  // namespace sc2

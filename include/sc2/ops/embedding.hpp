@@ -1,0 +1,43 @@
+#pragma once
+/// \file
+/// Token embedding lookup.
+///
+///     out[t, :] = table[ids[t], :]            out (T, D), table (V, D), ids (T)
+///
+/// The table keeps its stored dtype (f32, bf16, f16); rows are widened to
+/// float as they are copied. An id outside [0, V) is an `sc2::Error` naming
+/// the id and the vocabulary size: ids come from users.
+
+#include <sc2/core/error.hpp>
+#include <sc2/core/tensor.hpp>
+
+#include <cstdint>
+#include <span>
+
+namespace sc2::ops {
+
+/// Checks that every id indexes a row of a table of `vocab_size` rows.
+inline void check_token_ids(std::span<const std::int32_t> ids, std::int64_t vocab_size) {
+  for (std::size_t t = 0; t < ids.size(); ++t)
+    SC2_CHECK(ids[t] >= 0 && ids[t] < vocab_size, "token id {} at position {} is outside the vocabulary [0, {})",
+              ids[t], t, vocab_size);
+}
+
+/// Gathers the rows of `table` named by `ids` into `out` (T, D).
+template <class Context>
+void embedding(Context& ctx, MatrixView out, const WeightMatrix& table, std::span<const std::int32_t> ids) {
+  SC2_CHECK(out.extent(0) == static_cast<std::int64_t>(ids.size()) && out.extent(1) == table.cols,
+            "embedding: output is ({}, {}), expected ({}, {})", out.extent(0), out.extent(1), ids.size(), table.cols);
+  check_token_ids(ids, table.rows);
+  run_embedding(ctx, out, table, ids);
+}
+
+namespace reference {
+/// Plain embedding lookup, the definition the backends are tested against.
+inline void embedding(MatrixView out, const WeightMatrix& table, std::span<const std::int32_t> ids) {
+  for (std::int64_t t = 0; t < out.extent(0); ++t)
+    for (std::int64_t d = 0; d < out.extent(1); ++d) out(t, d) = table.at(ids[static_cast<std::size_t>(t)], d);
+}
+}  // namespace reference
+
+}  // namespace sc2::ops

@@ -1,0 +1,22 @@
+#pragma once
+/// \file
+/// Everything of sc2 that runs on the CPU; includes no CUDA header.
+///
+///     #include <sc2/sc2.hpp>
+///     auto lm = sc2::Starcoder2ForCausalLM::load("path/to/checkpoint");
+
+#include <sc2/backends/eigen.hpp>
+#include <sc2/core/arena.hpp>
+#include <sc2/core/buffer.hpp>
+#include <sc2/core/dtype.hpp>
+#include <sc2/core/error.hpp>
+#include <sc2/core/tensor.hpp>
+#include <sc2/core/thread_pool.hpp>
+#include <sc2/io/mapped_file.hpp>
+#include <sc2/io/safetensors.hpp>
+#include <sc2/models/causal_lm.hpp>
+#include <sc2/models/config.hpp>
+#include <sc2/models/kv_cache.hpp>
+#include <sc2/models/policies.hpp>
+#include <sc2/models/starcoder2.hpp>
+#include <sc2/models/weights.hpp>

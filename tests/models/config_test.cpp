@@ -1,0 +1,119 @@
+// config.json parsing, presets, and the checks between them.
+
+#include "support.hpp"
+
+#include <sc2/models/causal_lm.hpp>
+#include <sc2/models/config.hpp>
+
+namespace {
+
+std::string base_config(const std::string& extra = "") {
+  return R"({"model_type": "starcoder2", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2)" +
+         extra + "}";
+}
+
+}  // namespace
+
+TEST_CASE("presets carry the released models' values", "[config]") {
+  static_assert(sc2::StaticConfig<sc2::Config3B> && !sc2::StaticConfig<sc2::ModelConfig>);
+  static_assert(sc2::Config3B::hidden_size == 3072 && sc2::Config3B::num_key_value_heads == 2);
+  static_assert(sc2::Config7B::hidden_size == 4608 && sc2::Config7B::num_attention_heads == 36);
+  static_assert(sc2::Config15B::num_hidden_layers == 40 && sc2::Config15B::rope_theta == 100000.0);
+  static_assert(*sc2::Config15B::sliding_window == 4096 && sc2::Config7B::head_dim == 128);
+  CHECK(sc2::Config3B::rope_theta == 999999.4420358813);  // not truncated to an integer
+}
+
+TEST_CASE("config.json: optional fields, both rope_theta places, null window", "[config]") {
+  auto c = sc2::ModelConfig::from_json(base_config());
+  CHECK(c.head_dim == 16);
+  CHECK(!c.sliding_window);
+  CHECK(c.rope_theta == 10000.0);
+  CHECK(c.use_bias);
+  CHECK(c.tie_word_embeddings);
+  CHECK(c.num_labels == 2);
+
+  c = sc2::ModelConfig::from_json(base_config(R"(, "rope_theta": 999999.4420358813, "sliding_window": 4096,
+      "head_dim": 32, "use_bias": false, "tie_word_embeddings": false, "eos_token_id": [0, 7], "pad_token_id": 3)"));
+  CHECK(c.rope_theta == 999999.4420358813);
+  CHECK(c.sliding_window == 4096);
+  CHECK(c.head_dim == 32);
+  CHECK(!c.use_bias);
+  CHECK(!c.tie_word_embeddings);
+  CHECK(c.eos_token_ids == std::vector<int>{0, 7});
+  CHECK(c.pad_token_id == 3);
+
+  c = sc2::ModelConfig::from_json(base_config(R"(, "rope_parameters": {"rope_theta": 123.5, "rope_type": "default",
+      "partial_rotary_factor": 0.5}, "sliding_window": null, "id2label": {"1": "B", "0": "A"})"));
+  CHECK(c.rope_theta == 123.5);
+  CHECK(c.partial_rotary_factor == 0.5);
+  CHECK(c.id2label == std::vector<std::string>{"A", "B"});
+  CHECK(c.num_labels == 2);
+}
+
+TEST_CASE("malformed config.json files give errors naming the field", "[config][malformed]") {
+  using Catch::Contains;
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json("{", "x.json"), Contains("x.json: not valid JSON"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json("[]"), Contains("not a JSON object"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(R"({"vocab_size": 10})"), Contains("missing required field 'hidden_size'"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "hidden_size": "64")")), Contains("'hidden_size' must be an integer"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "num_hidden_layers": 0)")), Contains("'num_hidden_layers' must be an integer in [1"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "vocab_size": -5)")), Contains("'vocab_size'"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "num_attention_heads": 6)")), Contains("hidden_size 64 is not a multiple of num_attention_heads 6"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "num_key_value_heads": 3)")), Contains("not a multiple of num_key_value_heads 3"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "sliding_window": 0)")), Contains("'sliding_window' must be an integer in [1"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "rope_theta": -1)")), Contains("'rope_theta' must be a positive number"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "use_bias": "yes")")), Contains("'use_bias' must be true or false"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "model_type": "llama")")), Contains("model_type is 'llama'"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "rope_parameters": {"rope_type": "yarn"})")), Contains("rope_type \"yarn\" is not supported"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "rope_scaling": {"type": "linear"})")), Contains("rope_scaling"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "id2label": {"0": "A", "2": "C"})")), Contains("id2label has no label 1"));
+}
+
+namespace {
+// A compile-time preset for the tiny fixture model: what a researcher would write.
+struct TinyPreset : sc2::Config3B {
+  static constexpr int vocab_size = 256;
+  static constexpr int hidden_size = 64;
+  static constexpr int intermediate_size = 128;
+  static constexpr int num_hidden_layers = 2;
+  static constexpr int num_attention_heads = 4;
+  static constexpr int num_key_value_heads = 4;
+  static constexpr int head_dim = 16;
+  static constexpr std::int64_t max_position_embeddings = 1024;
+  static constexpr std::optional<int> sliding_window = 8;
+  static constexpr double rope_theta = 10000.0;
+};
+}  // namespace
+
+TEST_CASE("a compile-time preset loads a matching checkpoint and names every mismatch", "[config]") {
+  const auto dir = sc2::test::fixture("models/gqa1_tied_window8_f32");
+  auto lm = sc2::CausalLM<sc2::Starcoder2<TinyPreset>>::load(dir);
+  static_assert(std::remove_cvref_t<decltype(lm.backbone().static_config())>::hidden_size == 64);
+  sc2::CpuContext ctx(1);
+  sc2::KvCache cache = lm.make_cache();
+  const std::vector<std::int32_t> ids{1, 2, 3};
+  CHECK(lm.forward_last(ctx, ids, cache).size() == 256);
+
+  try {
+    sc2::CausalLM<sc2::Starcoder2<sc2::Config3B>>::load(dir);
+    FAIL("a 3B preset accepted a tiny checkpoint");
+  } catch (const sc2::Error& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(what.find("hidden_size: preset 3072, config.json 64") != std::string::npos);
+    CHECK(what.find("num_hidden_layers: preset 30, config.json 2") != std::string::npos);
+    CHECK(what.find("sliding_window: preset 4096, config.json 8") != std::string::npos);
+    CHECK(what.find("rope_theta: preset 999999.4420358813, config.json 10000") != std::string::npos);
+  }
+}
+
+TEST_CASE("prompts longer than the context are refused", "[config]") {
+  const auto dir = sc2::test::fixture("models/gqa1_tied_window8_f32");
+  auto lm = sc2::Starcoder2ForCausalLM::load(dir);
+  sc2::CpuContext ctx(1);
+  sc2::KvCache cache = lm.make_cache(4);
+  const std::vector<std::int32_t> ids{1, 2, 3, 4, 5};
+  CHECK_THROWS_WITH(lm.forward_last(ctx, ids, cache), Catch::Contains("exceed the context limit of 4 tokens"));
+  CHECK_THROWS_WITH(lm.forward_last(ctx, std::span<const std::int32_t>(), cache), Catch::Contains("at least one token"));
+}

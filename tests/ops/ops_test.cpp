@@ -1,0 +1,240 @@
+// Every CPU op against its plain reference implementation, over a grid of shapes,
+// on every instruction-set path this machine supports.
+
+#include "support.hpp"
+
+#include <sc2/backends/eigen.hpp>
+#include <sc2/models/kv_cache.hpp>
+
+#include <random>
+
+namespace {
+
+using sc2::test::max_abs_diff;
+
+std::vector<float> random_floats(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// A weight matrix of `rows` × `cols` in dtype `dtype`, with its storage.
+struct Weights {
+  std::vector<std::uint16_t> half;
+  std::vector<float> full;
+  sc2::WeightMatrix matrix;
+};
+
+Weights random_weights(sc2::DType dtype, std::int64_t rows, std::int64_t cols, std::mt19937& rng) {
+  Weights w;
+  w.full = random_floats(static_cast<std::size_t>(rows * cols), rng, 0.5f);
+  if (dtype == sc2::DType::f32) {
+    w.matrix = {dtype, w.full.data(), rows, cols};
+    return w;
+  }
+  w.half.resize(w.full.size());
+  for (std::size_t i = 0; i < w.full.size(); ++i)
+    w.half[i] = dtype == sc2::DType::bf16 ? sc2::bf16::round(w.full[i]).bits : sc2::f16::round(w.full[i]).bits;
+  w.matrix = {dtype, w.half.data(), rows, cols};
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops][linear]") {
+  std::mt19937 rng(1);
+  for (const auto isa : sc2::test::supported_isas()) {
+    sc2::CpuContext ctx(2);
+    ctx.set_isa(isa);
+    for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
+      // Tokens 1..9 cover every tail of the 4-token tile; rows cover the 3-row tile tails
+      // and the 48-row block; K covers the 8-wide vector tail and the 512 K block.
+      for (const std::int64_t T : {1, 2, 3, 4, 5, 9}) {
+        for (const std::int64_t N : {1, 2, 5, 16, 50}) {
+          for (const std::int64_t K : {3, 8, 17, 64, 520, 1030}) {
+            Weights w = random_weights(dtype, N, K, rng);
+            const auto x = random_floats(static_cast<std::size_t>(T * K), rng);
+            const auto bias = random_floats(static_cast<std::size_t>(N), rng);
+            std::vector<float> got(static_cast<std::size_t>(T * N)), want(got.size());
+            sc2::ConstMatrixView in(x.data(), {T, K});
+            for (bool with_bias : {false, true}) {
+              std::span<const float> b = with_bias ? std::span<const float>(bias) : std::span<const float>();
+              sc2::ops::linear(ctx, sc2::MatrixView(got.data(), {T, N}), in, w.matrix, b);
+              sc2::ops::reference::linear(sc2::MatrixView(want.data(), {T, N}), in, w.matrix, b);
+              INFO(sc2::cpu::isa_name(isa) << " " << sc2::dtype_name(dtype) << " T=" << T << " N=" << N << " K=" << K);
+              // Float accumulation of K products of magnitude ~0.5: error grows like sqrt(K) ulps.
+              CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 1e-5 * std::sqrt(static_cast<double>(K)) * 4);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {
+  sc2::CpuContext ctx(1);
+  std::vector<float> x(6), w(6), out(4);
+  sc2::WeightMatrix m{sc2::DType::f32, w.data(), 2, 3};
+  CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {3, 2}), m),
+                    Catch::Contains("does not fit"));
+}
+
+TEST_CASE("embedding, layer norm, gelu, rope and add match their references", "[ops]") {
+  std::mt19937 rng(2);
+  for (const auto isa : sc2::test::supported_isas()) {
+    sc2::CpuContext ctx(2);
+    ctx.set_isa(isa);
+    for (const std::int64_t T : {1, 3, 200}) {
+      for (const std::int64_t D : {8, 64, 130}) {
+        INFO(sc2::cpu::isa_name(isa) << " T=" << T << " D=" << D);
+        const auto x = random_floats(static_cast<std::size_t>(T * D), rng, 3.0f);
+        std::vector<float> got(x.size()), want(x.size());
+        sc2::ConstMatrixView in(x.data(), {T, D});
+
+        const auto w = random_floats(static_cast<std::size_t>(D), rng), b = random_floats(static_cast<std::size_t>(D), rng);
+        sc2::ops::layer_norm(ctx, sc2::MatrixView(got.data(), {T, D}), in, w, b, 1e-5f);
+        sc2::ops::reference::layer_norm(sc2::MatrixView(want.data(), {T, D}), in, w, b, 1e-5f);
+        CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 1e-5);
+
+        got = x, want = x;
+        sc2::ops::gelu_tanh(ctx, sc2::MatrixView(got.data(), {T, D}));
+        sc2::ops::reference::gelu_tanh(sc2::MatrixView(want.data(), {T, D}));
+        CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 1e-5);
+
+        got = x, want = x;
+        const auto y = random_floats(x.size(), rng);
+        sc2::ops::add(ctx, sc2::MatrixView(got.data(), {T, D}), sc2::ConstMatrixView(y.data(), {T, D}));
+        for (std::size_t i = 0; i < want.size(); ++i) want[i] += y[i];
+        CHECK(max_abs_diff(got.data(), want.data(), got.size()) == 0.0);
+
+        for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
+          Weights table = random_weights(dtype, 50, D, rng);
+          std::vector<std::int32_t> ids(static_cast<std::size_t>(T));
+          for (auto& id : ids) id = static_cast<std::int32_t>(rng() % 50);
+          sc2::ops::embedding(ctx, sc2::MatrixView(got.data(), {T, D}), table.matrix, ids);
+          sc2::ops::reference::embedding(sc2::MatrixView(want.data(), {T, D}), table.matrix, ids);
+          CHECK(max_abs_diff(got.data(), want.data(), got.size()) == 0.0);
+        }
+      }
+      for (const int Dh : {8, 16, 128}) {
+        for (const int rotary : {Dh, Dh / 2}) {
+          const int heads = 3;
+          const auto x = random_floats(static_cast<std::size_t>(T * heads * Dh), rng);
+          std::vector<float> got = x, want = x;
+          std::vector<std::int64_t> positions(static_cast<std::size_t>(T));
+          for (auto& p : positions) p = static_cast<std::int64_t>(rng() % 20000);
+          const sc2::ops::RotaryTable table(999999.4420358813, rotary);
+          sc2::ops::rope(ctx, sc2::TensorView<float, 3>(got.data(), {T, heads, Dh}), positions, table);
+          sc2::ops::reference::rope(sc2::TensorView<float, 3>(want.data(), {T, heads, Dh}), positions, table);
+          CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 1e-6);
+          if (rotary < Dh)  // dimensions past the rotary ones pass through
+            for (std::int64_t t = 0; t < T; ++t)
+              for (int d = rotary; d < Dh; ++d) CHECK(got[static_cast<std::size_t>((t * heads) * Dh + d)] == x[static_cast<std::size_t>((t * heads) * Dh + d)]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("rope frequencies round theta to float as transformers does", "[ops][rope]") {
+  // transformers: inv_freq = 1 / (theta ** (arange(0, R, 2).float() / R)) with float32 tensors.
+  const sc2::ops::RotaryTable table(999999.4420358813, 128);
+  const float base = 999999.4375f;  // the float nearest the 3B's theta
+  CHECK(static_cast<float>(999999.4420358813) == base);
+  CHECK(table.inv_freq()[0] == 1.0f);
+  CHECK(table.inv_freq()[1] == 1.0f / std::pow(base, 2.0f / 128.0f));
+  const sc2::ops::RotaryTable truncated(1000000.0, 128);
+  CHECK(table.inv_freq()[63] != truncated.inv_freq()[63]);
+}
+
+TEST_CASE("embedding rejects ids outside the vocabulary", "[ops]") {
+  sc2::CpuContext ctx(1);
+  std::vector<float> table(20), out(8);
+  sc2::WeightMatrix m{sc2::DType::f32, table.data(), 5, 4};
+  const std::vector<std::int32_t> ids{1, 5};
+  CHECK_THROWS_WITH(sc2::ops::embedding(ctx, sc2::MatrixView(out.data(), {2, 4}), m, ids),
+                    Catch::Contains("token id 5 at position 1 is outside the vocabulary [0, 5)"));
+}
+
+namespace {
+
+// Runs a sequence of P tokens through the ring-buffer attention in chunks and
+// returns the outputs (P, H·Dh); reference attention sees the whole history.
+void check_attention_in_chunks(sc2::CpuContext& ctx, std::int64_t P, int H, int Hkv, int Dh,
+                               std::optional<std::int64_t> window, std::int64_t chunk, std::mt19937& rng) {
+  const sc2::ops::AttentionShape shape{H, Hkv, Dh, 1.0f / std::sqrt(static_cast<float>(Dh))};
+  const sc2::ops::SlidingWindowMask mask{window};
+  const auto q = random_floats(static_cast<std::size_t>(P * H * Dh), rng);
+  const auto k = random_floats(static_cast<std::size_t>(P * Hkv * Dh), rng);
+  const auto v = random_floats(static_cast<std::size_t>(P * Hkv * Dh), rng);
+  std::vector<float> got(q.size()), want(q.size());
+  sc2::ops::reference::attention(sc2::MatrixView(want.data(), {P, H * Dh}), sc2::ConstMatrixView(q.data(), {P, H * Dh}),
+                                 sc2::ConstMatrixView(k.data(), {P, Hkv * Dh}), sc2::ConstMatrixView(v.data(), {P, Hkv * Dh}),
+                                 0, shape, mask);
+  const std::int64_t capacity = window ? *window : P;
+  sc2::KvCache cache(1, capacity, Hkv, Dh, P);
+  for (std::int64_t s = 0; s < P; s += chunk) {
+    const std::int64_t n = std::min(chunk, P - s);
+    const std::int64_t qs = H * Dh, ks = Hkv * Dh;
+    sc2::ConstMatrixView kc(k.data() + s * ks, {n, ks}), vc(v.data() + s * ks, {n, ks});
+    sc2::ops::attention(ctx, sc2::MatrixView(got.data() + s * qs, {n, qs}), sc2::ConstMatrixView(q.data() + s * qs, {n, qs}),
+                        kc, vc, cache.ring(0), s, shape, mask);
+    cache.store(0, kc, vc);
+    cache.advance(n);
+  }
+  INFO("P=" << P << " H=" << H << " Hkv=" << Hkv << " Dh=" << Dh << " W=" << (window ? *window : -1) << " chunk=" << chunk);
+  CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 2e-6);
+}
+
+}  // namespace
+
+TEST_CASE("ring-buffer attention equals full attention for any chunking", "[ops][attention]") {
+  std::mt19937 rng(3);
+  for (const auto isa : sc2::test::supported_isas()) {
+    sc2::CpuContext ctx(2);
+    ctx.set_isa(isa);
+    INFO(sc2::cpu::isa_name(isa));
+    for (const auto& [H, Hkv] : {std::pair{2, 2}, std::pair{4, 2}, std::pair{8, 2}, std::pair{4, 1}})
+      for (const int Dh : {8, 12, 64})
+        for (const std::optional<std::int64_t> window : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{1},
+                                                         std::optional<std::int64_t>{5}, std::optional<std::int64_t>{16}})
+          for (const std::int64_t chunk : {1, 3, 5, 16, 40})
+            check_attention_in_chunks(ctx, 40, H, Hkv, Dh, window, chunk, rng);
+  }
+}
+
+TEST_CASE("the window boundary: i - j = W - 1 is visible, i - j = W is not", "[ops][attention]") {
+  // One head, Dh = 1, W = 4. Every key is 0 so all visible keys get equal weight; values
+  // are 1 at exactly one position j0 and 0 elsewhere. The output of query i is then
+  // 1 / (#visible keys) if j0 is visible and 0 if it is not.
+  sc2::CpuContext ctx(1);
+  const std::int64_t W = 4, P = 12;
+  const sc2::ops::AttentionShape shape{1, 1, 1, 1.0f};
+  const sc2::ops::SlidingWindowMask mask{W};
+  for (const std::int64_t chunk : {std::int64_t{1}, std::int64_t{3}, P}) {
+    for (std::int64_t j0 = 0; j0 < P; ++j0) {
+      std::vector<float> q(P, 1.0f), k(P, 0.0f), v(P, 0.0f), out(P, -1.0f);
+      v[static_cast<std::size_t>(j0)] = 1.0f;
+      sc2::KvCache cache(1, W, 1, 1, P);
+      for (std::int64_t s = 0; s < P; s += chunk) {
+        const std::int64_t n = std::min(chunk, P - s);
+        sc2::ConstMatrixView kc(k.data() + s, {n, 1}), vc(v.data() + s, {n, 1});
+        sc2::ops::attention(ctx, sc2::MatrixView(out.data() + s, {n, 1}), sc2::ConstMatrixView(q.data() + s, {n, 1}), kc,
+                            vc, cache.ring(0), s, shape, mask);
+        cache.store(0, kc, vc);
+        cache.advance(n);
+      }
+      for (std::int64_t i = 0; i < P; ++i) {
+        const std::int64_t visible = std::min(i + 1, W);
+        const bool sees_j0 = i - j0 >= 0 && i - j0 < W;
+        INFO("chunk " << chunk << " query " << i << " key " << j0);
+        CHECK(out[static_cast<std::size_t>(i)] == Approx(sees_j0 ? 1.0 / static_cast<double>(visible) : 0.0).margin(1e-7));
+      }
+    }
+  }
+  // The mask itself, at the boundary.
+  CHECK(mask.first_visible(10) == 7);  // keys 7, 8, 9, 10: i - j = 3 = W - 1 is the last visible
+  CHECK(sc2::ops::SlidingWindowMask{std::nullopt}.first_visible(10) == 0);
+}

@@ -1,0 +1,61 @@
+#pragma once
+// Helpers shared by the tests: fixture paths, reference tensors, ISA sweeps.
+
+#include <sc2/backends/eigen/context.hpp>
+#include <sc2/core/dtype.hpp>
+#include <sc2/io/safetensors.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace sc2::test {
+
+/// tests/fixtures/<relative>.
+inline std::filesystem::path fixture(const std::string& relative) {
+  return std::filesystem::path(SC2_FIXTURES_DIR) / relative;
+}
+
+/// A tensor of a reference file, widened to float (F32) or copied (I32 as int32).
+struct ReferenceTensor {
+  std::vector<std::int64_t> shape;
+  std::vector<float> values;
+  std::vector<std::int32_t> ints;
+};
+
+/// Reads one tensor of a reference safetensors file.
+inline ReferenceTensor read_reference(const SafetensorsFile& file, const std::string& name) {
+  const TensorInfo* t = file.find(name);
+  REQUIRE(t != nullptr);
+  ReferenceTensor out{t->shape, {}, {}};
+  if (t->dtype_name == "I32") {
+    out.ints.resize(static_cast<std::size_t>(t->numel()));
+    std::memcpy(out.ints.data(), t->bytes.data(), t->bytes.size());
+  } else {
+    REQUIRE(t->dtype_name == "F32");
+    out.values.resize(static_cast<std::size_t>(t->numel()));
+    std::memcpy(out.values.data(), t->bytes.data(), t->bytes.size());
+  }
+  return out;
+}
+
+/// Largest |a[i] - b[i]|.
+inline double max_abs_diff(const float* a, const float* b, std::size_t n) {
+  double worst = 0.0;
+  for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
+  return worst;
+}
+
+/// Every instruction-set path this machine can run.
+inline std::vector<cpu::Isa> supported_isas() {
+  std::vector<cpu::Isa> out{cpu::Isa::scalar};
+  if (cpu::isa_supported(cpu::Isa::avx2)) out.push_back(cpu::Isa::avx2);
+  return out;
+}
+
+}  // namespace sc2::test
