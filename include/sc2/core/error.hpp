@@ -9,7 +9,6 @@
 
 #include <fmt/format.h>
 
-#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,15 +29,13 @@ namespace detail {
 
 /// Formats the message of a failed check and throws it as `sc2::Error`.
 template <class... Args>
-[[noreturn]] void throw_error(const std::source_location& where, fmt::format_string<Args...> format,
-                              Args&&... args) {
+[[noreturn]] void throw_error(std::string_view file, int line, fmt::format_string<Args...> format, Args&&... args) {
   std::string message = fmt::format(format, std::forward<Args>(args)...);
 #ifndef NDEBUG
-  std::string_view file = where.file_name();
   if (auto slash = file.rfind('/'); slash != std::string_view::npos) file.remove_prefix(slash + 1);
-  message += fmt::format(" [{}:{}]", file, where.line());
+  message += fmt::format(" [{}:{}]", file, line);
 #else
-  (void)where;
+  (void)file, (void)line;
 #endif
   throw Error(message);
 }
@@ -52,11 +49,11 @@ template <class... Args>
 #define SC2_CHECK(cond, ...)                                                            \
   do {                                                                                  \
     if (!(cond)) [[unlikely]]                                                           \
-      ::sc2::detail::throw_error(std::source_location::current(), __VA_ARGS__);         \
+      ::sc2::detail::throw_error(__FILE__, __LINE__, __VA_ARGS__);                      \
   } while (0)
 
 /// Throws `sc2::Error` unconditionally with a fmt-formatted message.
-#define SC2_FAIL(...) ::sc2::detail::throw_error(std::source_location::current(), __VA_ARGS__)
+#define SC2_FAIL(...) ::sc2::detail::throw_error(__FILE__, __LINE__, __VA_ARGS__)
 
 #ifndef NDEBUG
 #include <cassert>

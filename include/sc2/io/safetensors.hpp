@@ -322,29 +322,36 @@ private:
   std::unordered_map<std::string, const TensorInfo*> index_;
 };
 
-/// A tensor to write: name, dtype name, shape and raw little-endian bytes.
-struct TensorToWrite {
-  std::string name;                  ///< tensor name
-  std::string dtype;                 ///< "F32", "BF16", "F16", ...
-  std::vector<std::int64_t> shape;   ///< extents
-  std::span<const std::byte> bytes;  ///< exactly numel × element size bytes
+/// The name, dtype and shape of a tensor to write.
+struct TensorSpec {
+  std::string name;                 ///< tensor name
+  std::string dtype;                ///< "F32", "BF16", "F16", ...
+  std::vector<std::int64_t> shape;  ///< extents
+
+  /// Bytes the tensor occupies.
+  std::uint64_t bytes() const {
+    std::uint64_t count = 1;
+    for (auto e : shape) count *= static_cast<std::uint64_t>(e);
+    const std::size_t element = detail::safetensors_element_size(dtype);
+    SC2_CHECK(element != 0, "tensor '{}': unknown dtype '{}'", name, dtype);
+    return count * element;
+  }
 };
 
-/// Writes a safetensors file (header padded to 8 bytes, tensors in the given order).
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
-                              const std::map<std::string, std::string>& metadata = {}) {
+/// Writes a safetensors file tensor by tensor: `fill(i, bytes)` writes the
+/// raw little-endian bytes of `specs[i]` into `bytes`, so a multi-gigabyte
+/// checkpoint never needs to be in memory at once. The header is padded to 8
+/// bytes, so every tensor of a float type is aligned for in-place use.
+template <class Fill>
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorSpec>& specs, Fill&& fill,
+                       const std::map<std::string, std::string>& metadata = {}) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::uint64_t offset = 0;
-  for (const auto& t : tensors) {
-    std::uint64_t count = 1;
-    for (auto e : t.shape) count *= static_cast<std::uint64_t>(e);
-    const std::size_t element = detail::safetensors_element_size(t.dtype);
-    SC2_CHECK(element != 0 && count * element == t.bytes.size(),
-              "write_safetensors: tensor '{}' has {} bytes for shape of {} elements of {}", t.name, t.bytes.size(),
-              count, t.dtype);
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+  std::uint64_t offset = 0, largest = 0;
+  for (const auto& t : specs) {
+    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes()}}};
+    offset += t.bytes();
+    largest = std::max(largest, t.bytes());
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -355,9 +362,36 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
   for (int i = 0; i < 8; ++i) length[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   out.write(length, 8);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& t : tensors)
-    out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+  std::vector<std::byte> scratch(static_cast<std::size_t>(largest));
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const std::span<std::byte> bytes(scratch.data(), static_cast<std::size_t>(specs[i].bytes()));
+    fill(i, bytes);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
   SC2_CHECK(out.good(), "writing '{}' failed", path.string());
+}
+
+/// A tensor to write from memory: its spec and its raw little-endian bytes.
+struct TensorToWrite {
+  std::string name;                  ///< tensor name
+  std::string dtype;                 ///< "F32", "BF16", "F16", ...
+  std::vector<std::int64_t> shape;   ///< extents
+  std::span<const std::byte> bytes;  ///< exactly numel × element size bytes
+};
+
+/// Writes a safetensors file from tensors in memory (header padded to 8 bytes, tensors in order).
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                              const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) {
+    specs.push_back({t.name, t.dtype, t.shape});
+    SC2_CHECK(specs.back().bytes() == t.bytes.size(), "write_safetensors: tensor '{}' has {} bytes, its shape needs {}",
+              t.name, t.bytes.size(), specs.back().bytes());
+  }
+  write_safetensors(
+      path, specs,
+      [&](std::size_t i, std::span<std::byte> out) { std::memcpy(out.data(), tensors[i].bytes.data(), out.size()); },
+      metadata);
 }
 
 }  // namespace sc2

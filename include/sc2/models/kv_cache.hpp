@@ -45,6 +45,8 @@ public:
 
   /// Tokens seen so far: the position of the next token.
   std::int64_t length() const noexcept { return length_; }
+  /// Number of layers.
+  int layers() const noexcept { return layers_; }
   /// Slots per layer.
   std::int64_t capacity() const noexcept { return capacity_; }
   /// The most tokens a sequence may hold.

@@ -133,6 +133,8 @@ public:
   const Config& static_config() const noexcept { return cfg_; }
   /// The weights, as views.
   const Weights& weights() const noexcept { return weights_; }
+  /// Bytes of the checkpoint files the model maps (0 when built from a caller's loader).
+  std::size_t checkpoint_bytes() const noexcept { return storage_ ? storage_->checkpoint.total_bytes() : 0; }
   /// The most tokens one `forward` call takes.
   std::int64_t max_chunk_tokens() const noexcept { return max_chunk_; }
 

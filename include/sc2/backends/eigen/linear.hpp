@@ -101,8 +101,11 @@ void linear_rows(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix
   const std::int64_t T = in.extent(0), K = in.extent(1);
   const E* w = static_cast<const E*>(weight.data);
   const DotTile<E> full = dot_tile<E>(isa, kTileTokens, kTileRows);
-  for (std::int64_t k0 = 0; k0 < K; k0 += kKc) {
-    const std::int64_t kc = std::min(kKc, K - k0);
+  // One token tile (decode): x stays in L2 whatever K is, so each weight row is
+  // streamed whole, which keeps the hardware prefetchers on sequential reads.
+  const std::int64_t k_block = T <= kTileTokens ? K : kKc;
+  for (std::int64_t k0 = 0; k0 < K; k0 += k_block) {
+    const std::int64_t kc = std::min(k_block, K - k0);
     for (std::int64_t nb = n0; nb < n1; nb += kNb) {
       const std::int64_t nb_end = std::min(nb + kNb, n1);
       for (std::int64_t t0 = 0; t0 < T; t0 += kTileTokens) {

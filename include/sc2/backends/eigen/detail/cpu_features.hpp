@@ -10,6 +10,9 @@
 #include <sc2/core/error.hpp>
 
 #include <cstdlib>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 #include <string_view>
 
 namespace sc2::cpu {
@@ -27,13 +30,21 @@ constexpr std::string_view isa_name(Isa isa) noexcept { return isa == Isa::avx2 
 inline bool isa_supported(Isa isa) noexcept {
   switch (isa) {
     case Isa::scalar: return true;
-    case Isa::avx2:
+    case Isa::avx2: {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      unsigned a = 0, b = 0, c = 0, d = 0;
+      if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+      const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+      if (!(fma && osxsave && avx && f16c)) return false;
+      unsigned xcr0_low = 0, xcr0_high = 0;
+      __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+      if ((xcr0_low & 0x6u) != 0x6u) return false;  // the OS saves SSE and AVX state
+      if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+      return b & (1u << 5);  // AVX2
 #else
       return false;
 #endif
+    }
   }
   return false;
 }
