@@ -14,6 +14,7 @@
 #include <sc2/core/thread_pool.hpp>
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/io/safetensors.hpp>
+#include <sc2/io/tokenizer.hpp>
 #include <sc2/models/causal_lm.hpp>
 #include <sc2/models/config.hpp>
 #include <sc2/models/kv_cache.hpp>
