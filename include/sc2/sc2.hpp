@@ -16,6 +16,7 @@
 #include <sc2/io/safetensors.hpp>
 #include <sc2/io/tokenizer.hpp>
 #include <sc2/models/causal_lm.hpp>
+#include <sc2/models/classifiers.hpp>
 #include <sc2/models/config.hpp>
 #include <sc2/models/kv_cache.hpp>
 #include <sc2/models/policies.hpp>

@@ -15,6 +15,7 @@
 #include <sc2/core/error.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 
 namespace sc2 {
@@ -25,8 +26,12 @@ public:
   /// Adds up the aligned sizes of the slices an arena will hand out.
   class Planner {
   public:
-    /// Accounts for a slice of `count` elements of `T`.
-    template <class T> void reserve(std::size_t count) noexcept { bytes_ += round_up(count * sizeof(T)); }
+    /// Accounts for a slice of `count` elements of `T`; an `sc2::Error` if the total overflows.
+    template <class T> void reserve(std::size_t count) {
+      const std::size_t bytes = slice_bytes<T>(count);
+      SC2_CHECK(bytes <= SIZE_MAX - bytes_, "scratch arena: {} more bytes overflow the {} planned", bytes, bytes_);
+      bytes_ += bytes;
+    }
     /// Total bytes the arena needs.
     std::size_t bytes() const noexcept { return bytes_; }
 
@@ -43,8 +48,8 @@ public:
 
   /// The next `count` elements of `T`, aligned to `kAlignment`.
   template <class T> std::span<T> take(std::size_t count) {
-    const std::size_t bytes = round_up(count * sizeof(T));
-    SC2_CHECK(used_ + bytes <= storage_.size(), "scratch arena exhausted: {} bytes asked, {} of {} left", bytes,
+    const std::size_t bytes = slice_bytes<T>(count);
+    SC2_CHECK(bytes <= storage_.size() - used_, "scratch arena exhausted: {} bytes asked, {} of {} left", bytes,
               storage_.size() - used_, storage_.size());
     T* p = reinterpret_cast<T*>(storage_.data() + used_);
     used_ += bytes;
@@ -59,8 +64,10 @@ public:
   std::size_t capacity() const noexcept { return storage_.size(); }
 
 private:
-  static constexpr std::size_t round_up(std::size_t bytes) noexcept {
-    return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  // Bytes of a slice of `count` T, rounded up to kAlignment; checked, as counts may come from files.
+  template <class T> static std::size_t slice_bytes(std::size_t count) {
+    SC2_CHECK(count <= (SIZE_MAX - kAlignment) / sizeof(T), "scratch arena: a slice of {} elements overflows", count);
+    return (count * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
   }
 
   Buffer<std::byte> storage_;

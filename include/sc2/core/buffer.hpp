@@ -38,7 +38,11 @@ public:
   explicit Buffer(std::size_t count) : size_(count) {
     if (count == 0) return;
     SC2_CHECK(count <= SIZE_MAX / sizeof(T), "buffer of {} elements overflows the address space", count);
-    data_ = static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t{kAlignment}));
+    try {
+      data_ = static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t{kAlignment}));
+    } catch (const std::bad_alloc&) {
+      SC2_FAIL("cannot allocate a buffer of {} bytes: out of memory", count * sizeof(T));
+    }
     std::memset(static_cast<void*>(data_), 0, count * sizeof(T));
   }
 

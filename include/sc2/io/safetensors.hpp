@@ -17,6 +17,7 @@
 
 #include <sc2/core/dtype.hpp>
 #include <sc2/core/error.hpp>
+#include <sc2/io/detail/json_depth.hpp>
 #include <sc2/io/mapped_file.hpp>
 
 #include <nlohmann/json.hpp>
@@ -109,6 +110,8 @@ public:
   const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
   /// The file's path.
   const std::filesystem::path& path() const noexcept { return file_->path(); }
+  /// The whole mapped file.
+  std::span<const std::byte> bytes() const noexcept { return file_->bytes(); }
   /// The file size in bytes.
   std::size_t file_size() const noexcept { return file_->size(); }
 
@@ -126,6 +129,9 @@ private:
               header_len, bytes.size() - 8);
     const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + 8, header_len);
     const auto data = bytes.subspan(8 + header_len);
+    // Deep nesting would overflow the stack when an error message prints a value.
+    SC2_CHECK(!detail::json_nested_deeper_than(text), "'{}': the header nests JSON deeper than {} levels", file,
+              detail::kMaxJsonDepth);
 
     // Parse, noting any key that appears twice at the top level.
     std::string duplicate;
@@ -228,6 +234,7 @@ public:
   static Safetensors open(const std::filesystem::path& path) {
     Safetensors s;
     namespace fs = std::filesystem;
+    SC2_CHECK(fs::exists(path), "checkpoint '{}' does not exist", path.string());
     if (!fs::is_directory(path)) {
       s.add_file(path);
       return s;
@@ -270,6 +277,27 @@ public:
     for (const auto& f : files_) n += f.file_size();
     return n;
   }
+  /// Reads every page of every file once, so the first forward pass does not
+  /// wait on the disk; `progress(bytes_done, bytes_total)` is called as it goes.
+  template <class Progress> void prefetch(Progress&& progress) const {
+    constexpr std::size_t kPage = 4096, kStep = std::size_t{64} << 20;
+    const std::size_t total = total_bytes();
+    std::size_t done = 0;
+    volatile unsigned char sink = 0;
+    for (const auto& f : files_) {
+      const auto bytes = f.bytes();
+      for (std::size_t begin = 0; begin < bytes.size(); begin += kStep) {
+        const std::size_t end = std::min(bytes.size(), begin + kStep);
+        unsigned char acc = 0;
+        for (std::size_t i = begin; i < end; i += kPage) acc ^= static_cast<unsigned char>(bytes[i]);
+        sink = sink ^ acc;
+        done += end - begin;
+        progress(done, total);
+      }
+    }
+    (void)sink;
+  }
+
   /// "'a.safetensors'" or "the 3 shards of 'dir'", for messages.
   std::string describe() const {
     if (files_.size() == 1) return fmt::format("'{}'", files_[0].path().string());

@@ -209,6 +209,14 @@ private:
 
   Tokenizer(detail::TokenizerConfig config, std::string_view source)
       : source_(source), pre_tokenizer_(std::move(config.pre_tokenizer)) {
+    // Ids index a table, so a huge id would be a huge allocation: a numbering
+    // without gaps never reaches the count of vocab entries and added tokens.
+    const std::size_t id_bound = config.model.vocab.size() + config.added_tokens.size();
+    for (const auto& [token, id] : config.model.vocab)
+      SC2_CHECK(static_cast<std::size_t>(id) < id_bound,
+                "{}: model.vocab: id {} of '{}' is out of range: {} vocab entries and {} added tokens number ids "
+                "below {}",
+                source_, id, token, config.model.vocab.size(), config.added_tokens.size(), id_bound);
     load_model(config.model);
     load_added_tokens(config.added_tokens);
   }

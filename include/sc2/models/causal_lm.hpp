@@ -33,24 +33,18 @@ public:
 
   /// Loads a checkpoint directory (config.json + safetensors).
   static CausalLM load(const std::filesystem::path& dir, const LoadOptions& options = {}) {
-    auto storage = std::make_unique<WeightStorage>(WeightStorage{Safetensors::open(dir), {}});
-    WeightLoader loader(*storage, options.weight_dtype);
-    const std::string source = (dir / "config.json").string();
-    Backbone backbone(ModelConfig::from_file(dir / "config.json"), loader, options, source);
-    const ModelConfig& cfg = backbone.config();
-    WeightMatrix lm_head = backbone.weights().embed_tokens;
-    if (!cfg.tie_word_embeddings) {
-      SC2_CHECK(loader.contains("lm_head.weight"),
-                "{}: tie_word_embeddings is false but {} holds no lm_head.weight", source,
-                storage->checkpoint.describe());
-      lm_head = loader.matrix("lm_head.weight", cfg.vocab_size, cfg.hidden_size);
-    }
-    const auto unexpected = loader.unused([&](const std::string& name) {
-      return is_ignorable_tensor(name) || (cfg.tie_word_embeddings && name == "lm_head.weight");
-    });
-    SC2_CHECK(unexpected.empty(), "{} holds tensors a causal LM does not use: {}", storage->checkpoint.describe(),
-              fmt::join(unexpected, ", "));
-    backbone.storage_ = std::move(storage);
+    bool tied = true;
+    auto [backbone, lm_head] = Backbone::load_with_head(
+        dir, options,
+        [&](WeightLoader& loader, const Backbone& b) {
+          const ModelConfig& cfg = b.config();
+          tied = cfg.tie_word_embeddings;
+          if (tied) return b.weights().embed_tokens;
+          SC2_CHECK(loader.contains("lm_head.weight"), "{}: tie_word_embeddings is false but the checkpoint holds no lm_head.weight",
+                    (dir / "config.json").string());
+          return loader.matrix("lm_head.weight", cfg.vocab_size, cfg.hidden_size);
+        },
+        [&](const std::string& name) { return tied && name == "lm_head.weight"; }, "causal LM");
     return CausalLM(std::move(backbone), lm_head);
   }
 

@@ -13,6 +13,7 @@
 ///     sc2::ModelConfig cfg = sc2::ModelConfig::from_file("ckpt/config.json");       // any checkpoint
 
 #include <sc2/core/error.hpp>
+#include <sc2/io/detail/json_depth.hpp>
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/models/policies.hpp>
 
@@ -58,8 +59,11 @@ struct ModelConfig : Starcoder2Policies {
   std::optional<int> bos_token_id;     ///< beginning of sequence
   std::vector<int> eos_token_ids;      ///< end of sequence (one or several)
   std::optional<int> pad_token_id;     ///< padding, needed by batched sequence classification
-  int num_labels = 2;                  ///< classification heads
+  int num_labels = 2;                  ///< classification heads (at most kMaxLabels)
   std::vector<std::string> id2label;   ///< label names by id (num_labels of them)
+
+  /// Most labels a config.json may declare.
+  static constexpr int kMaxLabels = 1 << 16;
 
   /// Parses and validates config.json text; `source` names it in errors.
   static ModelConfig from_json(std::string_view text, const std::string& source = "config.json");
@@ -238,6 +242,9 @@ private:
 }  // namespace detail
 
 inline ModelConfig ModelConfig::from_json(std::string_view text, const std::string& source) {
+  // Deep nesting would overflow the stack when an error message prints a value.
+  SC2_CHECK(!detail::json_nested_deeper_than(text), "{}: JSON nested deeper than {} levels", source,
+            detail::kMaxJsonDepth);
   const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   SC2_CHECK(!json.is_discarded(), "{}: not valid JSON", source);
   SC2_CHECK(json.is_object(), "{}: the top level is not a JSON object", source);
@@ -274,7 +281,9 @@ inline ModelConfig ModelConfig::from_json(std::string_view text, const std::stri
     if (rope.contains("rope_type"))
       SC2_CHECK(rope["rope_type"] == "default", "{}: rope_type {} is not supported (only \"default\")", source,
                 rope["rope_type"].dump());
-    if (rope.contains("rope_theta")) c.rope_theta = read.optional_number(rope["rope_theta"], "rope_theta").value();
+    // A null rope_theta keeps the default (value() would throw std::bad_optional_access).
+    if (rope.contains("rope_theta"))
+      c.rope_theta = read.optional_number(rope["rope_theta"], "rope_theta").value_or(c.rope_theta);
     if (rope.contains("partial_rotary_factor"))
       c.partial_rotary_factor =
           read.optional_number(rope["partial_rotary_factor"], "partial_rotary_factor").value_or(1.0);
@@ -312,12 +321,16 @@ inline ModelConfig ModelConfig::from_json(std::string_view text, const std::stri
       SC2_CHECK(id >= 0 && name.is_string(), "{}: id2label entry \"{}\": {} is not id: name", source, key, name.dump());
       by_id[id] = name.get<std::string>();
     }
+    SC2_CHECK(by_id.size() <= static_cast<std::size_t>(kMaxLabels),
+              "{}: id2label has {} labels, more than the {} sc2 accepts", source, by_id.size(), kMaxLabels);
     for (int i = 0; i < static_cast<int>(by_id.size()); ++i)
       SC2_CHECK(by_id.contains(i), "{}: id2label has no label {} (ids must be 0..{})", source, i, by_id.size() - 1);
     for (auto& [id, name] : by_id) c.id2label.push_back(name);
     c.num_labels = static_cast<int>(c.id2label.size());
   }
   if (auto n = read.optional_integer("num_labels")) {
+    // Each label gets a name below, so an absurd count would be an absurd allocation.
+    SC2_CHECK(*n <= kMaxLabels, "{}: num_labels {} is more than the {} sc2 accepts", source, *n, kMaxLabels);
     SC2_CHECK(c.id2label.empty() || *n == c.num_labels, "{}: num_labels {} disagrees with id2label's {} labels",
               source, *n, c.num_labels);
     c.num_labels = *n;

@@ -22,6 +22,8 @@
 #include <cstring>
 #include <vector>
 
+#include <unistd.h>
+
 namespace sc2 {
 
 /// Per-layer rings of rotated keys and values for one sequence.
@@ -38,9 +40,28 @@ public:
     SC2_CHECK(layers > 0 && capacity > 0 && kv_heads > 0 && head_dim > 0 && max_context > 0,
               "KvCache: layers {}, capacity {}, kv heads {}, head dim {}, context {} must all be positive", layers,
               capacity, kv_heads, head_dim, max_context);
-    const std::size_t per_layer = static_cast<std::size_t>(capacity * row_);
-    keys_ = Buffer<float>(per_layer * static_cast<std::size_t>(layers));
-    values_ = Buffer<float>(per_layer * static_cast<std::size_t>(layers));
+    // The sizes come from config.json and the caller: refuse a product that
+    // overflows or exceeds the machine's memory before allocating anything.
+    std::size_t per_layer = 0, floats = 0;
+    const bool overflow =
+        __builtin_mul_overflow(static_cast<std::size_t>(capacity), static_cast<std::size_t>(row_), &per_layer) ||
+        __builtin_mul_overflow(per_layer, static_cast<std::size_t>(layers), &floats) ||
+        floats > physical_memory_bytes() / (2 * sizeof(float));
+    SC2_CHECK(!overflow,
+              "KvCache: {} layers × {} slots × {} kv heads × {} head dim need {:.1f} GiB for keys and values, more "
+              "than this machine's {:.1f} GiB of memory; pass a smaller max_context to make_cache()",
+              layers, capacity, kv_heads, head_dim,
+              2.0 * sizeof(float) * static_cast<double>(capacity) * static_cast<double>(row_) * layers / (1 << 30),
+              static_cast<double>(physical_memory_bytes()) / (1 << 30));
+    keys_ = Buffer<float>(floats);
+    values_ = Buffer<float>(floats);
+  }
+
+  /// Bytes of physical memory of this machine (the largest size_t when unknown).
+  static std::size_t physical_memory_bytes() noexcept {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return SIZE_MAX;
+    return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page);
   }
 
   /// Tokens seen so far: the position of the next token.
@@ -57,7 +78,7 @@ public:
   /// The ring of layer `layer`, as the attention op reads it.
   ops::KvRing ring(int layer) noexcept {
     const std::int64_t offset = layer * capacity_ * row_;
-    return {keys_.data() + offset, values_.data() + offset, capacity_};
+    return {keys_.data() + offset, values_.data() + offset, capacity_, first_};
   }
 
   /// Stores the keys and values (T, Hkv·Dh) of the tokens at positions
@@ -83,7 +104,18 @@ public:
   /// Records that `tokens` tokens were stored in every layer.
   void advance(std::int64_t tokens) noexcept { length_ += tokens; }
   /// Forgets the sequence; memory is kept for the next one.
-  void clear() noexcept { length_ = 0; }
+  void clear() noexcept { length_ = first_ = 0; }
+
+  /// Starts an empty cache's sequence at absolute position `position` instead of
+  /// 0, as a left-padded row of a batch does: its tokens keep the positions of
+  /// the padded row, and no key exists before `position`.
+  void start_at(std::int64_t position) {
+    SC2_CHECK(length_ == first_, "start_at needs an empty cache; this one holds {} tokens", length_ - first_);
+    SC2_CHECK(position >= 0 && position <= max_context_, "start position {} is outside [0, {}]", position, max_context_);
+    length_ = first_ = position;
+  }
+  /// The position the sequence started at (0 unless `start_at` moved it).
+  std::int64_t first_position() const noexcept { return first_; }
 
 private:
   int layers_ = 0;
@@ -91,6 +123,7 @@ private:
   std::int64_t row_ = 0;  // Hkv · Dh
   std::int64_t max_context_ = 0;
   std::int64_t length_ = 0;
+  std::int64_t first_ = 0;
   Buffer<float> keys_;    // layers × (C, Hkv, Dh)
   Buffer<float> values_;  // layers × (C, Hkv, Dh)
 };

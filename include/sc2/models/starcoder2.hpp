@@ -38,6 +38,8 @@
 #include <sc2/ops/embedding.hpp>
 #include <sc2/ops/linear.hpp>
 
+#include <fmt/ranges.h>
+
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -112,6 +114,24 @@ public:
     return model;
   }
 
+  /// Loads `dir` for a head: `load_head(loader, backbone)` reads the head's
+  /// tensors and returns them; any tensor neither read nor accepted by
+  /// `ignored(name)` is an error that names it (`head` names the model kind).
+  template <class LoadHead, class Ignored>
+  static auto load_with_head(const std::filesystem::path& dir, const LoadOptions& options, LoadHead&& load_head,
+                             Ignored&& ignored, std::string_view head) {
+    auto storage = std::make_unique<WeightStorage>(WeightStorage{Safetensors::open(dir), {}});
+    WeightLoader loader(*storage, options.weight_dtype);
+    Starcoder2 backbone(ModelConfig::from_file(dir / "config.json"), loader, options, (dir / "config.json").string());
+    auto head_weights = load_head(loader, static_cast<const Starcoder2&>(backbone));
+    const auto unexpected =
+        loader.unused([&](const std::string& name) { return is_ignorable_tensor(name) || ignored(name); });
+    SC2_CHECK(unexpected.empty(), "{} holds tensors a {} does not use: {}", storage->checkpoint.describe(), head,
+              fmt::join(unexpected, ", "));
+    backbone.storage_ = std::move(storage);
+    return std::pair<Starcoder2, decltype(head_weights)>(std::move(backbone), std::move(head_weights));
+  }
+
   /// Builds the model from `runtime` (config.json's values) and the tensors of `loader`.
   Starcoder2(const ModelConfig& runtime, WeightLoader& loader, const LoadOptions& options = {},
              const std::string& source = "config.json")
@@ -135,6 +155,11 @@ public:
   const Weights& weights() const noexcept { return weights_; }
   /// Bytes of the checkpoint files the model maps (0 when built from a caller's loader).
   std::size_t checkpoint_bytes() const noexcept { return storage_ ? storage_->checkpoint.total_bytes() : 0; }
+  /// Reads the mapped checkpoint into memory ahead of the first forward pass,
+  /// reporting `progress(bytes_done, bytes_total)`; a no-op without a checkpoint.
+  template <class Progress> void prefetch_weights(Progress&& progress) const {
+    if (storage_) storage_->checkpoint.prefetch(progress);
+  }
   /// The most tokens one `forward` call takes.
   std::int64_t max_chunk_tokens() const noexcept { return max_chunk_; }
 
@@ -258,6 +283,12 @@ private:
     const std::int64_t T = max_chunk_, D = cfg_.hidden_size, Dh = cfg_.head_dim;
     const std::int64_t H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
     const auto n = [](std::int64_t count) { return static_cast<std::size_t>(count); };
+    // T comes from the caller, the widths from config.json: check their products.
+    for (const std::int64_t width : {D, H * Dh, std::int64_t{cfg_.intermediate_size}}) {
+      std::int64_t product = 0;
+      SC2_CHECK(!__builtin_mul_overflow(T, width, &product),
+                "max_chunk_tokens {} times a row of {} floats overflows; use fewer tokens per chunk", T, width);
+    }
     Arena::Planner plan;
     for (int i = 0; i < 3; ++i) plan.reserve<float>(n(T * D));
     for (int i = 0; i < 2; ++i) plan.reserve<float>(n(T * H * Dh));
@@ -286,8 +317,6 @@ private:
   Arena arena_;
   std::span<float> hidden_, normed_, block_out_, q_, attn_, k_, v_, mlp_scratch_;
   std::span<std::int64_t> positions_;
-
-  template <class Backbone> friend class CausalLM;
 };
 
 }  // namespace sc2

@@ -17,8 +17,9 @@
 ///
 /// Shapes: q, out (T, H·Dh); k, v of the new tokens (T, Hkv·Dh) at positions
 /// start .. start+T−1; the ring holds the past: slot p mod C has position p
-/// for the last min(start, C) positions before `start`, C being its capacity
-/// (the window W for windowed models). The new tokens' keys are read from
+/// for the last min(start − first, C) positions before `start`, C being its
+/// capacity (the window W for windowed models). A sequence may begin at a
+/// position `first` > 0 (a left-padded row): keys before it do not exist. The new tokens' keys are read from
 /// k and v, not from the ring, so a chunk of any length sees exactly the keys
 /// the reference sees even where it overwrites ring slots afterwards.
 
@@ -47,6 +48,7 @@ struct KvRing {
   float* keys = nullptr;        ///< (capacity, Hkv, Dh)
   float* values = nullptr;      ///< (capacity, Hkv, Dh)
   std::int64_t capacity = 0;    ///< C: slots; position p lives in slot p mod C
+  std::int64_t first = 0;       ///< the sequence's first position: earlier ones hold no key
 };
 
 /// A mask policy: the keys visible to query position i are [first_visible(i), i].
@@ -79,9 +81,10 @@ void attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixView 
   SC2_CHECK(start >= 0 && past.capacity > 0, "attention: bad start {} or cache capacity {}", start, past.capacity);
   for (std::int64_t t = 0; t < T; ++t) {
     const std::int64_t i = start + t;
-    SC2_CHECK(mask.first_visible(i) >= std::max<std::int64_t>(0, start - past.capacity),
-              "attention: position {} needs key {} but the cache holds only the last {} positions", i,
-              mask.first_visible(i), past.capacity);
+    const std::int64_t needed = std::max(mask.first_visible(i), past.first);
+    SC2_CHECK(needed >= std::max<std::int64_t>(past.first, start - past.capacity) && start >= past.first,
+              "attention: position {} needs key {} but the cache holds only the last {} positions", i, needed,
+              past.capacity);
   }
   run_attention(ctx, out, q, k, v, past, start, shape, mask);
 }

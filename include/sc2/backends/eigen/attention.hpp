@@ -98,7 +98,7 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixV
   const int Dh = shape.head_dim, G = shape.heads / shape.kv_heads;
   const bool simd = ctx.isa() == Isa::avx2 && Dh % 8 == 0;
   // The most keys one query can see: the ring's and the chunk's.
-  const std::int64_t max_keys = std::min(C, start) + T;
+  const std::int64_t max_keys = std::min(C, start - past.first) + T;
   ctx.pool().run([&](int thread) {
     const std::int64_t items = T * Hkv, threads = ctx.threads();
     const std::int64_t first = items * thread / threads, last = items * (thread + 1) / threads;
@@ -106,7 +106,7 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixV
     float* scores = ctx.scratch(thread, static_cast<std::size_t>(G * max_keys)).data();  // (G, max_keys)
     for (std::int64_t item = first; item < last; ++item) {
       const std::int64_t t = item / Hkv, g = item % Hkv, i = start + t;
-      const std::int64_t lo = mask.first_visible(i);
+      const std::int64_t lo = std::max(mask.first_visible(i), past.first);
       // Visible past keys [lo, start) in at most two ring segments, then new keys [max(lo, start), i].
       detail::KvSegment segments[3];
       int n_segments = 0;

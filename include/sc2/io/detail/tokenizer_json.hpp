@@ -18,6 +18,7 @@
 ///   added_tokens with all their flags.
 
 #include <sc2/core/error.hpp>
+#include <sc2/io/detail/json_depth.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,9 @@ struct BpeModelConfig {
   bool byte_fallback = false;
   bool ignore_merges = false;
 };
+
+/// Most steps (Digits and ByteLevel, after flattening Sequences) a pre_tokenizer may have.
+inline constexpr std::size_t kMaxPreTokenizerSteps = 64;
 
 /// The pre-tokenizer: Digits steps (true: individual digits) then ByteLevel.
 struct PreTokenizerConfig {
@@ -75,10 +79,13 @@ public:
 
   /// Parses and checks a whole tokenizer.json.
   TokenizerConfig read(std::string_view text) const {
+    // Deep nesting would overflow the stack when a message prints a value or a Sequence is flattened.
+    SC2_CHECK(!json_nested_deeper_than(text), "{}: malformed JSON: nested deeper than {} levels", source_,
+              kMaxJsonDepth);
     Json root;
     try {
       root = Json::parse(text.begin(), text.end());
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
       SC2_FAIL("{}: malformed JSON: {}", source_, e.what());
     }
     expect(root, Json::value_t::object, "the top level");
@@ -215,6 +222,9 @@ private:
               "{}: pre_tokenizer is null: sc2 needs a ByteLevel pre-tokenizer (byte-level BPE)", source_);
     std::vector<std::pair<const Json*, std::string>> steps;
     flatten_pre_tokenizer(*node, "pre_tokenizer", steps);
+    // encode recurses once per step: bound the steps so a hostile file cannot overflow the stack.
+    SC2_CHECK(steps.size() <= kMaxPreTokenizerSteps, "{}: pre_tokenizer has {} steps; sc2 accepts at most {}",
+              source_, steps.size(), kMaxPreTokenizerSteps);
     PreTokenizerConfig config;
     bool byte_level = false;
     for (const auto& [step, path] : steps) {

@@ -1,0 +1,153 @@
+// sc2-generate: complete code, or fill a hole in it, with a StarCoder2 checkpoint.
+//
+//   sc2-generate --prompt "def quicksort(arr):"                 # the bundled model
+//   sc2-generate --model starcoder2-3b --file prompt.py --max-new-tokens 200
+//   sc2-generate --fim-prefix "def add(a, b):\n    " --fim-suffix "\n\nprint(add(1, 2))\n"
+//   sc2-generate --fim-file hole.py                              # fills <FILL_HERE>
+//   echo "import os" | sc2-generate --sample --temperature 0.8 --seed 1
+//
+// The completion streams to stdout as it is produced; statistics go to stderr.
+
+#include <sc2/generation/fim.hpp>
+#include <sc2/generation/generator.hpp>
+#include <sc2/sc2.hpp>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <unistd.h>
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  std::ifstream in(path, std::ios::binary);
+  SC2_CHECK(in.good(), "cannot read '{}'", path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// "\n" and "\t" typed on a command line become the characters.
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == 'n' || s[i + 1] == 't' || s[i + 1] == '\\')) {
+      out += s[i + 1] == 'n' ? '\n' : s[i + 1] == 't' ? '\t' : '\\';
+      ++i;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+void show_progress(std::size_t done, std::size_t total) {
+  if (!isatty(STDERR_FILENO) || total < (std::size_t{256} << 20)) return;
+  const int width = 40, filled = static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width);
+  fmt::print(stderr, "\rloading [{:=<{}}{: <{}}] {:.1f}/{:.1f} GB", "", filled, "", width - filled,
+             static_cast<double>(done) / 1e9, static_cast<double>(total) / 1e9);
+  if (done == total) fmt::print(stderr, "\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Generate code with a StarCoder2 checkpoint on the CPU"};
+  std::string model = SC2_BUNDLED_MODEL, prompt, file, fim_prefix, fim_suffix, fim_file, hole = "<FILL_HERE>";
+  bool fim_prefix_set = false;
+  sc2::GenerationConfig config;
+  config.max_new_tokens = 128;
+  int threads = 0;
+  bool middle_only = false, quiet = false;
+  app.add_option("--model", model, "checkpoint directory (config.json, tokenizer.json, *.safetensors)")
+      ->capture_default_str();
+  app.add_option("--prompt", prompt, "the text to continue (\\n and \\t are understood)");
+  app.add_option("--file", file, "read the prompt from a file ('-' for standard input)");
+  app.add_option("--fim-prefix", fim_prefix, "fill-in-the-middle: the code before the hole");
+  app.add_option("--fim-suffix", fim_suffix, "fill-in-the-middle: the code after the hole");
+  app.add_option("--fim-file", fim_file, "fill-in-the-middle: a file with one hole marker");
+  app.add_option("--hole-marker", hole, "the marker of the hole in --fim-file")->capture_default_str();
+  app.add_flag("--middle-only", middle_only, "fill-in-the-middle: print only the generated middle");
+  app.add_option("--max-new-tokens", config.max_new_tokens, "most tokens to generate")->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30));
+  app.add_option("--stop", config.stop_strings, "stop when the text contains this (repeatable)");
+  app.add_flag("--sample", config.sampling.do_sample, "sample instead of greedy decoding");
+  app.add_option("--temperature", config.sampling.temperature, "sampling temperature")->capture_default_str();
+  app.add_option("--top-k", config.sampling.top_k, "keep the k most likely tokens (0: all)")->capture_default_str();
+  app.add_option("--top-p", config.sampling.top_p, "nucleus probability mass")->capture_default_str();
+  app.add_option("--min-p", config.sampling.min_p, "drop tokens below min-p × the top probability");
+  app.add_option("--repetition-penalty", config.sampling.repetition_penalty, "penalty for repeated tokens (1: none)")
+      ->capture_default_str();
+  app.add_option("--seed", config.sampling.seed, "random seed for sampling")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (0: one per core)")->capture_default_str();
+  app.add_flag("--quiet", quiet, "no statistics on stderr");
+  CLI11_PARSE(app, argc, argv);
+  fim_prefix_set = app.count("--fim-prefix") + app.count("--fim-suffix") > 0;
+
+  try {
+    const bool fim = fim_prefix_set || !fim_file.empty();
+    if (!fim_file.empty()) {
+      const std::string text = read_file(fim_file);
+      const auto at = text.find(hole);
+      SC2_CHECK(at != std::string::npos, "'{}' has no hole marker '{}'", fim_file, hole);
+      SC2_CHECK(text.find(hole, at + hole.size()) == std::string::npos, "'{}' has more than one '{}'", fim_file, hole);
+      fim_prefix = text.substr(0, at);
+      fim_suffix = text.substr(at + hole.size());
+    } else if (fim) {
+      fim_prefix = unescape(fim_prefix);
+      fim_suffix = unescape(fim_suffix);
+    } else if (!file.empty()) {
+      prompt = read_file(file);
+    } else if (!prompt.empty()) {
+      prompt = unescape(prompt);
+    } else if (!isatty(STDIN_FILENO)) {
+      prompt = read_file("-");
+    } else {
+      SC2_FAIL("give a prompt: --prompt, --file, standard input, or --fim-prefix/--fim-suffix/--fim-file");
+    }
+    if (!config.sampling.do_sample && !quiet &&
+        (app.count("--temperature") || app.count("--top-k") || app.count("--top-p") || app.count("--min-p")))
+      fmt::print(stderr, "note: sampling options have no effect without --sample (greedy decoding)\n");
+
+    sc2::CpuContext ctx(threads);
+    const auto load_start = std::chrono::steady_clock::now();
+    auto lm = sc2::Starcoder2ForCausalLM::load(model);
+    lm.backbone().prefetch_weights(show_progress);
+    const auto tokenizer = sc2::Tokenizer::from_file(std::filesystem::path(model) / "tokenizer.json");
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+    sc2::Generator generator(lm, tokenizer);
+    auto print = [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    };
+
+    sc2::GenerationResult result;
+    if (fim) {
+      if (!middle_only) print(fim_prefix);
+      result = sc2::fill_in_the_middle(generator, ctx, tokenizer, fim_prefix, fim_suffix, config, print);
+      if (!middle_only) print(fim_suffix);
+    } else {
+      print(prompt);
+      result = generator.generate(ctx, prompt, config, print);
+    }
+    print("\n");
+    if (!quiet) {
+      const auto& t = result.timings;
+      fmt::print(stderr,
+                 "[{} loaded in {:.2f} s, {} threads | prompt {} tokens, {:.1f} tokens/s | generated {} tokens, "
+                 "{:.1f} tokens/s | first token after {:.3f} s | stop: {}]\n",
+                 model, load_s, ctx.threads(), t.prompt_tokens, t.prompt_tokens_per_second(), t.generated_tokens,
+                 t.generated_tokens_per_second(), t.time_to_first_token, sc2::stop_reason_name(result.stop_reason));
+    }
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
