@@ -33,6 +33,30 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Read bandwidth of this machine in GB/s: `threads` threads sum a 1 GiB buffer, best of 3.
+double read_bandwidth_gbs(sc2::ThreadPool& pool) {
+  const std::size_t n = std::size_t{1} << 28;  // floats
+  sc2::Buffer<float> data(n);
+  for (std::size_t i = 0; i < n; i += 1024) data[i] = 1.0f;
+  double best = 0.0;
+  std::vector<float> sums(static_cast<std::size_t>(pool.size()));
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    pool.run([&](int t) {
+      const std::size_t begin = n * static_cast<std::size_t>(t) / static_cast<std::size_t>(pool.size());
+      const std::size_t end = n * static_cast<std::size_t>(t + 1) / static_cast<std::size_t>(pool.size());
+      float acc[16] = {};
+      for (std::size_t i = begin; i + 16 <= end; i += 16)
+        for (int k = 0; k < 16; ++k) acc[k] += data[i + static_cast<std::size_t>(k)];
+      float total = 0.0f;
+      for (float a : acc) total += a;
+      sums[static_cast<std::size_t>(t)] = total;
+    });
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / seconds_since(start) / 1e9);
+  }
+  return sums[0] >= 0.0f ? best : 0.0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -41,7 +65,8 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::int64_t prompt_tokens = 512, decode_tokens = 128, chunk = 512, context = 0;
   std::string isa;
-  bool json = false;
+  bool json = false, bandwidth = false;
+  std::int64_t depth = 0;
   app.add_option("--model", model_dir, "checkpoint directory (config.json + safetensors)")->required();
   app.add_option("--threads", threads, "threads (0: all cores)");
   app.add_option("--prompt-tokens", prompt_tokens, "prompt length")->check(CLI::Range(1, 1 << 20));
@@ -49,6 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--chunk", chunk, "prefill chunk (max tokens per forward)")->check(CLI::Range(1, 1 << 16));
   app.add_option("--context", context, "KV-cache context limit (0: prompt + decode)");
   app.add_option("--isa", isa, "force a SIMD path: scalar or avx2");
+  app.add_option("--depth", depth,
+                 "decode as if this many tokens preceded the prompt: the cache is advanced without computing "
+                 "them (its contents are zeros), which costs the same per token; for speed at long context");
+  app.add_flag("--bandwidth", bandwidth, "also measure the machine's read bandwidth with the same threads");
   app.add_flag("--json", json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
 
@@ -62,8 +91,12 @@ int main(int argc, char** argv) {
     const double load_s = seconds_since(load_start);
     const sc2::ModelConfig& cfg = lm.config();
     const std::uint64_t weight_bytes = lm.backbone().checkpoint_bytes();
-    if (context <= 0) context = std::max<std::int64_t>(prompt_tokens + decode_tokens, 1);
+    if (context <= 0) context = std::max<std::int64_t>(depth + prompt_tokens + decode_tokens, 1);
     sc2::KvCache cache = lm.make_cache(context);
+    if (depth > 0) {
+      cache.check_room(depth);
+      cache.advance(depth);
+    }
 
     std::mt19937 rng(42);
     std::vector<std::int32_t> prompt(static_cast<std::size_t>(prompt_tokens));
@@ -83,12 +116,15 @@ int main(int argc, char** argv) {
     const double prefill_tps = static_cast<double>(prompt_tokens) / prefill_s;
     const double decode_tps = decode_tokens > 0 ? static_cast<double>(decode_tokens) / decode_s : 0.0;
     const double budget = static_cast<double>(weight_bytes + cache.bytes());
+    const double bandwidth_gbs = bandwidth ? read_bandwidth_gbs(ctx.pool()) : 0.0;
+    const double roofline = bandwidth_gbs > 0.0 ? bandwidth_gbs * 1e9 / static_cast<double>(weight_bytes) : 0.0;
 
     if (json) {
       nlohmann::ordered_json out = {{"model", model_dir}, {"threads", ctx.threads()}, {"isa", sc2::cpu::isa_name(ctx.isa())},
                                     {"load_s", load_s}, {"prompt_tokens", prompt_tokens}, {"prefill_s", prefill_s},
                                     {"prefill_tokens_per_s", prefill_tps}, {"decode_tokens", decode_tokens},
-                                    {"decode_s", decode_s}, {"decode_tokens_per_s", decode_tps},
+                                    {"decode_s", decode_s}, {"decode_tokens_per_s", decode_tps}, {"depth", depth},
+                                    {"read_bandwidth_gbs", bandwidth_gbs}, {"decode_roofline_tokens_per_s", roofline},
                                     {"weight_bytes", weight_bytes}, {"cache_bytes", cache.bytes()},
                                     {"peak_rss_bytes", rss}, {"rss_over_weights_and_cache", static_cast<double>(rss) / budget}};
       fmt::print("{}\n", out.dump(2));
@@ -97,7 +133,11 @@ int main(int argc, char** argv) {
                  model_dir, cfg.num_hidden_layers, cfg.hidden_size, static_cast<double>(weight_bytes) / 1e9,
                  ctx.threads(), sc2::cpu::isa_name(ctx.isa()), load_s);
       fmt::print("prefill  {} tokens in {:.2f} s: {:.2f} tokens/s\n", prompt_tokens, prefill_s, prefill_tps);
-      fmt::print("decode   {} tokens in {:.2f} s: {:.2f} tokens/s\n", decode_tokens, decode_s, decode_tps);
+      fmt::print("decode   {} tokens in {:.2f} s: {:.2f} tokens/s{}\n", decode_tokens, decode_s, decode_tps,
+                 depth > 0 ? fmt::format(" (after a context of {} tokens)", depth + prompt_tokens) : std::string());
+      if (bandwidth)
+        fmt::print("roofline read bandwidth {:.1f} GB/s: weights at most {:.2f} tokens/s; decode is {:.0f}% of it\n",
+                   bandwidth_gbs, roofline, 100.0 * decode_tps / roofline);
       fmt::print("memory   peak RSS {:.3f} GB = {:.3f} × (weights {:.3f} GB + KV cache {:.3f} GB)\n",
                  static_cast<double>(rss) / 1e9, static_cast<double>(rss) / budget,
                  static_cast<double>(weight_bytes) / 1e9, static_cast<double>(cache.bytes()) / 1e9);

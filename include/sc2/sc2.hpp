@@ -12,6 +12,9 @@
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
 #include <sc2/core/thread_pool.hpp>
+#include <sc2/generation/fim.hpp>
+#include <sc2/generation/generator.hpp>
+#include <sc2/generation/sampler.hpp>
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/io/safetensors.hpp>
 #include <sc2/io/tokenizer.hpp>

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""sc2 and llama.cpp side by side on the same random-weight StarCoder2 checkpoint.
+
+  python3 bench/compare_llamacpp.py --llama /path/to/llama.cpp [--preset 3B] [--dtype bf16 f16]
+                                    [--threads 2] [--prompt 512] [--decode 128] [--runs 2]
+
+For each dtype: writes a random checkpoint of the preset's shape with sc2-make-checkpoint (plus a
+49152-token tokenizer from tools/train_tokenizer.py, which llama.cpp's converter needs), converts the
+same weights to GGUF with llama.cpp's own convert_hf_to_gguf.py, then runs llama-bench and sc2-bench
+alternately (same threads, prompt and decode lengths) and prints both, their ratio, the machine's read
+bandwidth and sc2's decode as a share of the bandwidth roofline (weight bytes x tokens/s / bandwidth).
+With --depths it also times decode after 1k..16k tokens of context (sc2 advances its cache without
+computing the context, which costs the same per decoded token; llama-bench's -d fills it for real).
+
+Build llama.cpp outside this repository first, e.g. from the source bundled in the PyPI sdist of
+llama-cpp-python (vendor/llama.cpp):
+  cmake -S llama.cpp -B llama.cpp/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
+  cmake --build llama.cpp/build -j --target llama-bench
+and `pip install gguf` (or use llama.cpp's gguf-py) for the converter.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cmd, **kw):
+    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    return subprocess.run(list(map(str, cmd)), check=True, text=True, capture_output=True, **kw).stdout
+
+
+def prepare(args, dtype: str) -> tuple[Path, Path]:
+    work = Path(args.work)
+    ckpt = work / f"{args.preset.lower()}-{dtype}"
+    if not (ckpt / "model.safetensors").exists():
+        run([args.build / "bench/sc2-make-checkpoint", "--preset", args.preset, "--dtype", dtype, "--out", ckpt])
+    if not (ckpt / "tokenizer.json").exists():
+        shared = work / "tokenizer-49152.json"
+        if not shared.exists():
+            run([sys.executable, ROOT / "tools/train_tokenizer.py", "--vocab-size", "49152", "--output", shared])
+        shutil.copy(shared, ckpt / "tokenizer.json")
+    gguf = work / f"{args.preset.lower()}-{dtype}.gguf"
+    if not gguf.exists():
+        run([sys.executable, Path(args.llama) / "convert_hf_to_gguf.py", ckpt, "--outtype", dtype, "--outfile", gguf])
+    return ckpt, gguf
+
+
+def llama_bench(args, gguf: Path, depth: int = 0) -> dict:
+    cmd = [Path(args.llama) / "build/bin/llama-bench", "-m", gguf, "-t", args.threads, "-p", args.prompt,
+           "-n", args.decode, "-r", 1, "-o", "json"]
+    if depth:
+        cmd += ["-d", depth]
+    rows = json.loads(run(cmd))
+    out = {}
+    for r in rows:
+        key = "prefill" if r["n_prompt"] > 0 else "decode"
+        out[key] = r["avg_ts"]
+    return out
+
+
+def sc2_bench(args, ckpt: Path, depth: int = 0, bandwidth: bool = False) -> dict:
+    cmd = [args.build / "bench/sc2-bench", "--model", ckpt, "--threads", args.threads, "--prompt-tokens",
+           args.prompt, "--decode-tokens", args.decode, "--json"]
+    if depth:
+        cmd += ["--depth", depth]
+    if bandwidth:
+        cmd += ["--bandwidth"]
+    r = json.loads(run(cmd))
+    return {"prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"], "weights": r["weight_bytes"],
+            "bandwidth": r.get("read_bandwidth_gbs", 0.0), "rss": r["peak_rss_bytes"], "cache": r["cache_bytes"]}
+
+
+def best(runs: list, key: str) -> float:
+    return max(r[key] for r in runs)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--llama", required=True, help="llama.cpp source dir with build/bin/llama-bench")
+    p.add_argument("--build", default=str(ROOT / "build"), help="sc2 build dir")
+    p.add_argument("--work", default="/tmp/sc2-compare")
+    p.add_argument("--preset", default="3B", choices=["3B", "7B", "15B"])
+    p.add_argument("--dtype", nargs="+", default=["bf16", "f16"], choices=["bf16", "f16", "f32"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prompt", type=int, default=512)
+    p.add_argument("--decode", type=int, default=128)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--depths", type=int, nargs="*", default=[], help="also decode after these context lengths")
+    args = p.parse_args()
+    args.build = Path(args.build)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+
+    table = []
+    for dtype in args.dtype:
+        ckpt, gguf = prepare(args, dtype)
+        sc2_runs, llama_runs = [], []
+        for i in range(args.runs):  # alternate, so that drift in the machine hits both alike
+            sc2_runs.append(sc2_bench(args, ckpt, bandwidth=(i == 0)))
+            llama_runs.append(llama_bench(args, gguf))
+        s, l = sc2_runs[0], llama_runs
+        bandwidth = sc2_runs[0]["bandwidth"]
+        roofline = bandwidth * 1e9 / s["weights"]
+        table.append({
+            "dtype": dtype, "weights_gb": s["weights"] / 1e9, "bandwidth_gbs": bandwidth,
+            "prefill_sc2": best(sc2_runs, "prefill"), "prefill_llama": best(l, "prefill"),
+            "decode_sc2": best(sc2_runs, "decode"), "decode_llama": best(l, "decode"),
+            "decode_roofline": roofline, "rss_gb": max(r["rss"] for r in sc2_runs) / 1e9,
+            "rss_budget_gb": (s["weights"] + s["cache"]) / 1e9,
+        })
+        for depth in args.depths:
+            d_sc2 = sc2_bench(args, ckpt, depth=depth)["decode"]
+            d_llama = llama_bench(args, gguf, depth=depth).get("decode", float("nan"))
+            table.append({"dtype": dtype, "depth": depth, "decode_sc2": d_sc2, "decode_llama": d_llama})
+
+    print(f"\n{args.preset} random weights, {args.threads} threads, prompt {args.prompt}, decode {args.decode}, "
+          f"best of {args.runs} alternating runs\n")
+    print("| weights | GB | prefill sc2 | prefill llama.cpp | ratio | decode sc2 | decode llama.cpp | ratio "
+          "| read GB/s | decode roofline | sc2 % of roofline | peak RSS / (weights + cache) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in table:
+        if "depth" in r:
+            continue
+        print(f"| {r['dtype']} | {r['weights_gb']:.2f} | {r['prefill_sc2']:.2f} | {r['prefill_llama']:.2f} | "
+              f"{r['prefill_sc2'] / r['prefill_llama']:.2f} | {r['decode_sc2']:.2f} | {r['decode_llama']:.2f} | "
+              f"{r['decode_sc2'] / r['decode_llama']:.2f} | {r['bandwidth_gbs']:.1f} | {r['decode_roofline']:.2f} | "
+              f"{100 * r['decode_sc2'] / r['decode_roofline']:.0f}% | {r['rss_gb']:.2f} / {r['rss_budget_gb']:.2f} |")
+    depth_rows = [r for r in table if "depth" in r]
+    if depth_rows:
+        print("\n| weights | context | decode sc2 | decode llama.cpp |")
+        print("|---|---|---|---|")
+        for r in depth_rows:
+            print(f"| {r['dtype']} | {r['depth'] + args.prompt} | {r['decode_sc2']:.2f} | {r['decode_llama']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+// sc2-generate end to end: the bundled model completes and fills in Python.
+
+#include "support.hpp"
+
+#include <sc2/sc2.hpp>
+
+#include <cstdio>
+#include <fstream>
+
+#ifdef SC2_GENERATE
+namespace {
+
+struct Output {
+  std::string out, err;
+  int status = -1;
+};
+
+// Runs sc2-generate with `arguments`, capturing stdout and stderr.
+Output run_generate(const std::string& arguments, const std::string& stdin_text = "") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto err_path = dir / "sc2-generate-test.err", in_path = dir / "sc2-generate-test.in";
+  std::ofstream(in_path) << stdin_text;
+  const std::string command = std::string(SC2_GENERATE) + " " + arguments + " < " + in_path.string() + " 2> " + err_path.string();
+  Output o;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) o.out.append(buffer, n);
+  o.status = pclose(pipe);
+  o.err = sc2::read_text_file(err_path);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("sc2-generate completes a Python prompt with the bundled model", "[examples][bundled]") {
+  const auto o = run_generate("--prompt 'def add(a, b):\\n' --max-new-tokens 24 --threads 2");
+  INFO(o.out << "\n" << o.err);
+  CHECK(o.status == 0);
+  CHECK(o.out.rfind("def add(a, b):\n", 0) == 0);     // the prompt, then the completion
+  CHECK(o.out.size() > std::string("def add(a, b):\n").size() + 8);
+  CHECK(o.err.find("generated") != std::string::npos);  // statistics go to stderr
+  CHECK(o.out.find("tokens/s") == std::string::npos);
+
+  // The same greedy run through the library gives the same text.
+  const auto dir = std::filesystem::path(SC2_SOURCE_DIR) / "models/sc2-tiny";
+  auto lm = sc2::Starcoder2ForCausalLM::load(dir);
+  const auto tok = sc2::Tokenizer::from_file(dir / "tokenizer.json");
+  sc2::Generator gen(lm, tok);
+  sc2::CpuContext ctx(2);
+  sc2::GenerationConfig config;
+  config.max_new_tokens = 24;
+  const auto result = gen.generate(ctx, "def add(a, b):\n", config);
+  CHECK(o.out == "def add(a, b):\n" + result.text + "\n");
+}
+
+TEST_CASE("sc2-generate reads standard input and fills a hole in a file", "[examples][bundled]") {
+  auto o = run_generate("--max-new-tokens 8 --quiet", "import os\n");
+  CHECK(o.status == 0);
+  CHECK(o.out.rfind("import os\n", 0) == 0);
+  CHECK(o.err.empty());
+
+  const auto hole = std::filesystem::temp_directory_path() / "sc2-generate-hole.py";
+  std::ofstream(hole) << "def square(x):\n    <FILL_HERE>\n\nprint(square(3))\n";
+  o = run_generate("--fim-file " + hole.string() + " --max-new-tokens 16");
+  INFO(o.out << "\n" << o.err);
+  CHECK(o.status == 0);
+  CHECK(o.out.rfind("def square(x):\n    ", 0) == 0);
+  CHECK(o.out.find("\n\nprint(square(3))\n") != std::string::npos);
+}
+
+TEST_CASE("sc2-generate reports bad requests on stderr with a non-zero status", "[examples]") {
+  auto o = run_generate("--model /nonexistent/model --prompt x");
+  CHECK(o.status != 0);
+  CHECK(o.err.find("/nonexistent/model") != std::string::npos);
+  o = run_generate("--prompt x --max-new-tokens 0");
+  CHECK(o.status != 0);
+  const auto hole = std::filesystem::temp_directory_path() / "sc2-generate-nohole.py";
+  std::ofstream(hole) << "x = 1\n";
+  o = run_generate("--fim-file " + hole.string());
+  CHECK(o.status != 0);
+  CHECK(o.err.find("no hole marker") != std::string::npos);
+}
+#endif
