@@ -48,8 +48,8 @@ public:
         __builtin_mul_overflow(per_layer, static_cast<std::size_t>(layers), &floats) ||
         floats > physical_memory_bytes() / (2 * sizeof(float));
     SC2_CHECK(!overflow,
-              "KvCache: {} layers × {} slots × {} kv heads × {} head dim need {:.1f} GiB for keys and values, more "
-              "than this machine's {:.1f} GiB of memory; pass a smaller max_context to make_cache()",
+              "KvCache: {} layers × {} slots × {} kv heads × {} head dim need {:.4g} GiB for keys and values, more "
+              "than this machine's {:.4g} GiB of memory; pass a smaller max_context to make_cache()",
               layers, capacity, kv_heads, head_dim,
               2.0 * sizeof(float) * static_cast<double>(capacity) * static_cast<double>(row_) * layers / (1 << 30),
               static_cast<double>(physical_memory_bytes()) / (1 << 30));
