@@ -9,12 +9,28 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 #include <tuple>
 
 namespace {
 
 const std::filesystem::path kModels = std::filesystem::path(SC2_SOURCE_DIR) / "models";
+
+// Under AddressSanitizer (tests/hardening) the held-out runs check the first examples only:
+// every example there would take many minutes.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+constexpr std::size_t kSanitizedExamples = 6;
 
 // A tensor of a fixture as int32, whatever its integer dtype (U8, I16, I32).
 std::vector<std::int32_t> read_ints(const sc2::SafetensorsFile& file, const std::string& name) {
@@ -100,7 +116,8 @@ TEST_CASE("secrets tagger: sc2 gives PyTorch's held-out predictions and per-labe
   std::vector<Counts> span(static_cast<std::size_t>(L)), token(static_cast<std::size_t>(L));
   std::size_t at = 0, scored = 0, logits_at = 0, disagreements = 0;
   double worst = 0.0;
-  for (std::size_t k = 0; k < lengths.size(); ++k) {
+  const std::size_t chunks = kSanitized ? kSanitizedExamples : lengths.size();
+  for (std::size_t k = 0; k < chunks; ++k) {
     const std::int64_t n = lengths[k];
     std::vector<float> out(static_cast<std::size_t>(n * L));
     tagger.forward(ctx, std::span(ids).subspan(at, static_cast<std::size_t>(n)), sc2::MatrixView(out.data(), {n, L}));
@@ -129,12 +146,13 @@ TEST_CASE("secrets tagger: sc2 gives PyTorch's held-out predictions and per-labe
     at += static_cast<std::size_t>(n);
     scored += pred.size();
   }
-  CHECK(at == ids.size());
-  CHECK(scored == gold.size());
-  CHECK(scored == metrics["tokens"].get<std::size_t>());
   CHECK(logits_at == logits.values.size());
   CHECK(worst <= 1e-3);
   CHECK(disagreements == 0);  // the same argmax for every held-out token
+  if (kSanitized) return;
+  CHECK(at == ids.size());
+  CHECK(scored == gold.size());
+  CHECK(scored == metrics["tokens"].get<std::size_t>());
 
   Counts span_all, token_all;
   for (std::int64_t l = 1; l < L; ++l) {
@@ -170,7 +188,7 @@ TEST_CASE("language identifier: sc2 gives PyTorch's held-out predictions and acc
   double worst = 0.0;
   const std::size_t B = gold.size();
   REQUIRE(offsets.size() == B + 1);
-  for (std::size_t b = 0; b < B; ++b) {
+  for (std::size_t b = 0; b < (kSanitized ? kSanitizedExamples : B); ++b) {
     const auto row = std::span(ids).subspan(static_cast<std::size_t>(offsets[b]),
                                             static_cast<std::size_t>(offsets[b + 1] - offsets[b]));
     const auto out = classifier.forward(ctx, row);
@@ -184,6 +202,7 @@ TEST_CASE("language identifier: sc2 gives PyTorch's held-out predictions and acc
   }
   CHECK(worst <= 1e-3);
   CHECK(disagreements == 0);
+  if (kSanitized) return;
   CHECK(B == metrics["examples"].get<std::size_t>());
   CHECK(all_correct == metrics["correct"].get<std::size_t>());
   CHECK(static_cast<double>(all_correct) / static_cast<double>(B) == metrics["accuracy"].get<double>());
@@ -293,11 +312,15 @@ TEST_CASE("token spans: windows and label delay label every token once, as one p
   const std::int64_t W = 24, C = 8;
   const auto windowed = sc2::tag_tokens(tagger, ctx, ids, {.window = W, .context = C, .label_delay = d});
   REQUIRE(windowed.size() == ids.size());
+  std::map<std::int64_t, std::vector<float>> window_logits;
   for (std::int64_t p = d; p < N; ++p) {
     const std::int64_t k = p < W ? 0 : (p - C) / (W - C), start = k * (W - C), n = std::min(W, N - start);
-    std::vector<float> out(static_cast<std::size_t>(n * L));
-    tagger.forward(ctx, std::span(stream).subspan(static_cast<std::size_t>(start), static_cast<std::size_t>(n)),
-                   sc2::MatrixView(out.data(), {n, L}));
+    std::vector<float>& out = window_logits[k];
+    if (out.empty()) {
+      out.resize(static_cast<std::size_t>(n * L));
+      tagger.forward(ctx, std::span(stream).subspan(static_cast<std::size_t>(start), static_cast<std::size_t>(n)),
+                     sc2::MatrixView(out.data(), {n, L}));
+    }
     const auto expected = sc2::best_labels(sc2::ConstMatrixView(out.data(), {n, L}).slice(p - start, 1))[0];
     INFO("position " << p << " window " << k);
     CHECK(windowed[static_cast<std::size_t>(p - d)].label == expected.label);
