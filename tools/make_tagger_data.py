@@ -20,6 +20,9 @@ Sources, all on a Debian machine with pyenv's CPython builds in /root/.pyenv:
   other   CPython 3.12's data and documentation files (txt, toml, xml, json,
           html, cfg, rst, css, PowerShell/fish/csh/batch scripts, Makefile):
           PSF License; pyenv's Markdown documents and man page: MIT License.
+  and, for language identification only, more C: the example programs of
+  Debian's zlib1g-dev (Zlib), liblzma-dev (public domain), libexpat1-dev
+  (MIT), libpng-dev (libpng) and libxmlsec1-dev (MIT) packages.
 
 Each file has a key, "<corpus>/<path inside its root>" (the same for every
 CPython version, so versions of a file land in the same split), and is HELD

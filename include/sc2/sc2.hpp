@@ -21,6 +21,7 @@
 #include <sc2/models/causal_lm.hpp>
 #include <sc2/models/classifiers.hpp>
 #include <sc2/models/config.hpp>
+#include <sc2/models/token_spans.hpp>
 #include <sc2/models/kv_cache.hpp>
 #include <sc2/models/policies.hpp>
 #include <sc2/models/starcoder2.hpp>
