@@ -5,6 +5,7 @@
 #include <sc2/sc2.hpp>
 
 #include <cstdio>
+#include <unistd.h>
 #include <fstream>
 
 #ifdef SC2_GENERATE
@@ -18,7 +19,10 @@ struct Output {
 // Runs sc2-generate with `arguments`, capturing stdout and stderr.
 Output run_generate(const std::string& arguments, const std::string& stdin_text = "") {
   const auto dir = std::filesystem::temp_directory_path();
-  const auto err_path = dir / "sc2-generate-test.err", in_path = dir / "sc2-generate-test.in";
+  // CTest runs test cases as parallel processes: each call gets its own files.
+  static int calls = 0;
+  const std::string unique = std::to_string(::getpid()) + "-" + std::to_string(++calls);
+  const auto err_path = dir / ("sc2-generate-test-" + unique + ".err"), in_path = dir / ("sc2-generate-test-" + unique + ".in");
   std::ofstream(in_path) << stdin_text;
   const std::string command = std::string(SC2_GENERATE) + " " + arguments + " < " + in_path.string() + " 2> " + err_path.string();
   Output o;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <unistd.h>
 #include <fstream>
 
 #if defined(SC2_TAG) && defined(SC2_LANGID)
@@ -20,7 +21,10 @@ struct Output {
 // Runs `program` with `arguments`, capturing stdout and stderr.
 Output run(const std::string& program, const std::string& arguments, const std::string& stdin_text = "") {
   const auto dir = std::filesystem::temp_directory_path();
-  const auto err_path = dir / "sc2-tag-test.err", in_path = dir / "sc2-tag-test.in";
+  // CTest runs test cases as parallel processes: each call gets its own files.
+  static int calls = 0;
+  const std::string unique = std::to_string(::getpid()) + "-" + std::to_string(++calls);
+  const auto err_path = dir / ("sc2-tag-test-" + unique + ".err"), in_path = dir / ("sc2-tag-test-" + unique + ".in");
   std::ofstream(in_path, std::ios::binary) << stdin_text;
   const std::string command = program + " " + arguments + " < " + in_path.string() + " 2> " + err_path.string();
   Output o;
