@@ -29,6 +29,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# llama.cpp's converter names the pre-tokenizer by hashing how the tokenizer splits a probe text, and
+# refuses a vocabulary it has not seen. The random checkpoint's tokenizer is trained here, so it is told
+# the StarCoder pre-tokenizer (the one StarCoder2 checkpoints use); the weights are converted untouched.
+CONVERT = """
+import runpy, sys
+from pathlib import Path
+llama = Path(sys.argv[1])
+sys.path[0:0] = [str(llama), str(llama / "gguf-py")]
+import conversion.base
+conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "starcoder"
+sys.argv = [str(llama / "convert_hf_to_gguf.py")] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def run(cmd, **kw):
     print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
     return subprocess.run(list(map(str, cmd)), check=True, text=True, capture_output=True, **kw).stdout
@@ -46,7 +61,7 @@ def prepare(args, dtype: str) -> tuple[Path, Path]:
         shutil.copy(shared, ckpt / "tokenizer.json")
     gguf = work / f"{args.preset.lower()}-{dtype}.gguf"
     if not gguf.exists():
-        run([sys.executable, Path(args.llama) / "convert_hf_to_gguf.py", ckpt, "--outtype", dtype, "--outfile", gguf])
+        run([sys.executable, "-c", CONVERT, args.llama, ckpt, "--outtype", dtype, "--outfile", gguf])
     return ckpt, gguf
 
 

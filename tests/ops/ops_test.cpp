@@ -6,6 +6,7 @@
 #include <sc2/backends/eigen.hpp>
 #include <sc2/models/kv_cache.hpp>
 
+#include <limits>
 #include <random>
 
 namespace {
@@ -48,11 +49,12 @@ TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops]
     sc2::CpuContext ctx(2);
     ctx.set_isa(isa);
     for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
-      // Tokens 1..9 cover every tail of the 4-token tile; rows cover the 3-row tile tails
-      // and the 48-row block; K covers the 8-wide vector tail and the 512 K block.
-      for (const std::int64_t T : {1, 2, 3, 4, 5, 9}) {
-        for (const std::int64_t N : {1, 2, 5, 16, 50}) {
-          for (const std::int64_t K : {3, 8, 17, 64, 520, 1030}) {
+      // Tokens cover every tail of the 4-token tile (decode) and of the 6-token packed tile
+      // (prefill); rows cover the 3-row tile tails, the 48-row block, the 16-row panel tails
+      // and the 128-row packed block; K covers the 8-wide vector tail and the 256 and 512 K blocks.
+      for (const std::int64_t T : {1, 2, 3, 4, 5, 6, 7, 9, 13}) {
+        for (const std::int64_t N : {1, 2, 5, 16, 50, 161}) {
+          for (const std::int64_t K : {3, 8, 17, 64, 260, 520, 1030}) {
             Weights w = random_weights(dtype, N, K, rng);
             const auto x = random_floats(static_cast<std::size_t>(T * K), rng);
             const auto bias = random_floats(static_cast<std::size_t>(N), rng);
@@ -79,6 +81,36 @@ TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {
   sc2::WeightMatrix m{sc2::DType::f32, w.data(), 2, 3};
   CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {3, 2}), m),
                     Catch::Contains("does not fit"));
+}
+
+TEST_CASE("gelu is accurate over the whole float range on every path", "[ops][gelu]") {
+  std::vector<float> x;
+  for (int i = -4000; i <= 4000; ++i) x.push_back(static_cast<float>(i) * 0.01f);  // the curved part, densely
+  for (float v = 1e-30f; v < 1e30f; v *= 3.7f) x.insert(x.end(), {v, -v});          // tiny to huge, both signs
+  x.insert(x.end(), {0.0f, -0.0f, 88.0f, -88.0f, std::numeric_limits<float>::infinity(),
+                     std::numeric_limits<float>::denorm_min()});
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const auto isa : sc2::test::supported_isas()) {
+    sc2::CpuContext ctx(2);
+    ctx.set_isa(isa);
+    std::vector<float> got = x;
+    sc2::ops::gelu_tanh(ctx, sc2::MatrixView(got.data(), {1, static_cast<std::int64_t>(got.size())}));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      const double want = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      INFO(sc2::cpu::isa_name(isa) << " x=" << x[i] << " got=" << got[i] << " want=" << want);
+      // A few ulp of the result, plus the float rounding of 1 + tanh(u) (at most ulp(1) · |x| / 2),
+      // which torch's own float evaluation also carries.
+      const double eps = std::numeric_limits<float>::epsilon();
+      if (std::isinf(want)) CHECK(got[i] == static_cast<float>(want));
+      else CHECK(std::abs(got[i] - want) <= 8 * eps * std::abs(want) + eps * std::abs(v) + 1e-30);
+    }
+    // NaN stays NaN; -inf gives NaN as torch's 0.5 · x · (1 + tanh(u)) = -inf · 0 does.
+    std::vector<float> special{nan, -inf};
+    sc2::ops::gelu_tanh(ctx, sc2::MatrixView(special.data(), {1, 2}));
+    CHECK(std::isnan(special[0]));
+    CHECK(std::isnan(special[1]));
+  }
 }
 
 TEST_CASE("embedding, layer norm, gelu, rope and add match their references", "[ops]") {

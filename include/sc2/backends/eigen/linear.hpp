@@ -70,6 +70,100 @@ SC2_TARGET_AVX2 void dot_tile_avx2(const float* x, std::int64_t x_stride, const 
 }
 #endif
 
+#if SC2_HAVE_X86_SIMD
+inline constexpr int kPanelRows = 16;           ///< NR of the packed kernel: two AVX2 vectors of rows
+inline constexpr int kPanelTokens = 6;          ///< MR: 12 accumulators + 2 weights + 1 broadcast
+inline constexpr std::int64_t kPackK = 256;     ///< K block of the packed path
+inline constexpr std::int64_t kPackRows = 128;  ///< rows per packed block: 256 × 128 floats, 128 KiB
+
+/// Packs W[r0 : r0 + rows, k0 : k0 + kc] into float panels of `kPanelRows`
+/// rows each, k-major: element (r0 + 16p + j, k0 + k) goes to
+/// pack[p · kc · 16 + k · 16 + j]. Rows past `rows` are zero. Blocks of
+/// 8 rows × 8 k are widened and transposed in registers.
+template <class E>
+SC2_TARGET_AVX2 void pack_panels(const E* w, std::int64_t K, std::int64_t r0, std::int64_t rows, std::int64_t k0,
+                                 std::int64_t kc, float* pack) noexcept {
+  const std::int64_t panels = (rows + kPanelRows - 1) / kPanelRows;
+  const std::int64_t kc8 = kc / 8 * 8;
+  for (std::int64_t p = 0; p < panels; ++p) {
+    float* panel = pack + p * kc * kPanelRows;
+    for (int j0 = 0; j0 < kPanelRows; j0 += 8) {
+      const std::int64_t first = p * kPanelRows + j0;  // first of these 8 rows, relative to r0
+      const int valid = static_cast<int>(std::clamp<std::int64_t>(rows - first, 0, 8));
+      for (std::int64_t k = 0; k < kc8; k += 8) {
+        __m256 block[8];
+        for (int i = 0; i < 8; ++i)
+          block[i] = i < valid ? load8(w + (r0 + first + i) * K + k0 + k) : _mm256_setzero_ps();
+        transpose8(block);
+        for (int i = 0; i < 8; ++i) _mm256_store_ps(panel + (k + i) * kPanelRows + j0, block[i]);
+      }
+      for (std::int64_t k = kc8; k < kc; ++k)
+        for (int i = 0; i < 8; ++i)
+          panel[k * kPanelRows + j0 + i] = i < valid ? to_float(w[(r0 + first + i) * K + k0 + k]) : 0.0f;
+    }
+  }
+}
+
+/// AVX2 outer-product micro-kernel: out[t, j] += Σ_k x[t, k] · panel[k, j] for
+/// MT tokens × 16 packed rows. Each step broadcasts one x[t, k] and multiplies
+/// it into the 16 weights of step k, so no horizontal sum is needed; `cols`
+/// (<= 16) of the 16 results are stored.
+template <int MT>
+SC2_TARGET_AVX2 void panel_tile_avx2(const float* x, std::int64_t x_stride, const float* panel, std::int64_t kc,
+                                     float* out, std::int64_t out_stride, int cols) noexcept {
+  __m256 acc[MT][2];
+  SC2_UNROLL for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (std::int64_t k = 0; k < kc; ++k) {
+    const __m256 w0 = _mm256_load_ps(panel + k * kPanelRows), w1 = _mm256_load_ps(panel + k * kPanelRows + 8);
+    SC2_UNROLL for (int t = 0; t < MT; ++t) {
+      const __m256 xv = _mm256_broadcast_ss(x + t * x_stride + k);
+      acc[t][0] = _mm256_fmadd_ps(xv, w0, acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(xv, w1, acc[t][1]);
+    }
+  }
+  SC2_UNROLL for (int t = 0; t < MT; ++t) {
+    float* o = out + t * out_stride;
+    if (cols == kPanelRows) {
+      _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[t][0]));
+      _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[t][1]));
+    } else {
+      alignas(32) float sums[kPanelRows];
+      _mm256_store_ps(sums, acc[t][0]);
+      _mm256_store_ps(sums + 8, acc[t][1]);
+      for (int j = 0; j < cols; ++j) o[j] += sums[j];
+    }
+  }
+}
+
+/// out[:, n0:n1] += in · W[n0:n1, :]ᵀ through packed panels, for many tokens
+/// (prefill). W is read once per call: each block of kPackRows × kPackK is
+/// widened into `pack` and every token passes over it while it sits in L2.
+template <class E>
+SC2_TARGET_AVX2 void linear_rows_packed(MatrixView out, ConstMatrixView in, const E* w, std::int64_t n0,
+                                        std::int64_t n1, float* pack) noexcept {
+  const std::int64_t T = in.extent(0), K = in.extent(1);
+  using Tile = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, int) noexcept;
+  static constexpr Tile tiles[kPanelTokens] = {panel_tile_avx2<1>, panel_tile_avx2<2>, panel_tile_avx2<3>,
+                                               panel_tile_avx2<4>, panel_tile_avx2<5>, panel_tile_avx2<6>};
+  for (std::int64_t k0 = 0; k0 < K; k0 += kPackK) {
+    const std::int64_t kc = std::min(kPackK, K - k0);
+    for (std::int64_t nb = n0; nb < n1; nb += kPackRows) {
+      const std::int64_t rows = std::min(kPackRows, n1 - nb);
+      pack_panels(w, K, nb, rows, k0, kc, pack);
+      for (std::int64_t t0 = 0; t0 < T; t0 += kPanelTokens) {
+        const int mt = static_cast<int>(std::min<std::int64_t>(kPanelTokens, T - t0));
+        const float* x = in.data() + t0 * in.stride(0) + k0;
+        for (std::int64_t p = 0; p * kPanelRows < rows; ++p) {
+          const int cols = static_cast<int>(std::min<std::int64_t>(kPanelRows, rows - p * kPanelRows));
+          tiles[mt - 1](x, in.stride(0), pack + p * kc * kPanelRows, kc,
+                        out.data() + t0 * out.stride(0) + nb + p * kPanelRows, out.stride(0), cols);
+        }
+      }
+    }
+  }
+}
+#endif
+
 /// Signature shared by every micro-kernel instantiation.
 template <class E>
 using DotTile = void (*)(const float*, std::int64_t, const E*, std::int64_t, std::int64_t, float*, std::int64_t) noexcept;
@@ -129,9 +223,27 @@ inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const W
                        std::span<const float> bias) {
   const std::int64_t T = in.extent(0), N = weight.rows;
   const Isa isa = ctx.isa();
-  ctx.pool().parallel_for(N, 16, [&](std::int64_t n0, std::int64_t n1) {
+  // Rows are split in whole 16-row panels, one contiguous range per thread.
+  const int threads = static_cast<int>(std::min<std::int64_t>(ctx.threads(), (N + 15) / 16));
+  ctx.pool().run([&](int thread) {
+    if (thread >= threads) return;
+    const std::int64_t panels = (N + 15) / 16;
+    const std::int64_t n0 = std::min(N, panels * thread / threads * 16);
+    const std::int64_t n1 = std::min(N, panels * (thread + 1) / threads * 16);
+    if (n0 >= n1) return;
     for (std::int64_t t = 0; t < T; ++t)
       for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias[static_cast<std::size_t>(n)];
+#if SC2_HAVE_X86_SIMD
+    if (isa == Isa::avx2 && T > detail::kTileTokens) {
+      float* pack = ctx.scratch(thread, static_cast<std::size_t>(detail::kPackK * detail::kPackRows)).data();
+      switch (weight.dtype) {
+        case DType::f32: detail::linear_rows_packed(out, in, static_cast<const float*>(weight.data), n0, n1, pack); break;
+        case DType::bf16: detail::linear_rows_packed(out, in, static_cast<const bf16*>(weight.data), n0, n1, pack); break;
+        case DType::f16: detail::linear_rows_packed(out, in, static_cast<const f16*>(weight.data), n0, n1, pack); break;
+      }
+      return;
+    }
+#endif
     switch (weight.dtype) {
       case DType::f32: detail::linear_rows<float>(isa, out, in, weight, n0, n1); break;
       case DType::bf16: detail::linear_rows<bf16>(isa, out, in, weight, n0, n1); break;

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// AVX2 building blocks shared by the CPU kernels: widening loads of 8
-/// elements of f32, bf16 or f16 to float, and a horizontal sum. Each function
+/// elements of f32, bf16 or f16 to float, a horizontal sum, e^x and an 8 × 8
+/// transpose. Each function
 /// carries the `target` attribute, so the library compiles without
 /// `-mavx2` and the AVX2 path is chosen at run time.
 
@@ -12,6 +13,16 @@
 #include <immintrin.h>
 #else
 #define SC2_HAVE_X86_SIMD 0
+#endif
+
+/// Asks for a loop over register tiles to be unrolled whole, so that arrays of
+/// vector accumulators live in registers instead of on the stack.
+#if defined(__clang__)
+#define SC2_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define SC2_UNROLL _Pragma("GCC unroll 16")
+#else
+#define SC2_UNROLL
 #endif
 
 /// Marks a function as compiled for AVX2 + FMA + F16C.
@@ -36,6 +47,45 @@ SC2_TARGET_AVX2 inline float hsum(__m256 v) noexcept {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 d = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
+}
+
+/// e^z for 8 floats, within 2 ulp: z = n·ln2 + r with |r| <= ln2/2, e^r by a
+/// degree-6 polynomial, 2^n put into the exponent bits. z is clamped to
+/// [-87.3, 88.3], so the result stays a normal float; NaN stays NaN.
+SC2_TARGET_AVX2 inline __m256 exp8(__m256 z) noexcept {
+  z = _mm256_max_ps(_mm256_min_ps(z, _mm256_set1_ps(88.3f)), _mm256_set1_ps(-87.3f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);  // ln2 in two parts, exact first product
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+  const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(e, _mm256_castsi256_ps(scale));
+}
+
+/// Transposes the 8 × 8 matrix held in r[0..7] (row i in r[i]) in place.
+SC2_TARGET_AVX2 inline void transpose8(__m256 r[8]) noexcept {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
 }
 #endif
 
