@@ -77,21 +77,26 @@ public:
 
   /// Splits [0, n) into one contiguous range per thread, each a multiple of
   /// `grain` long (but the last), and calls `body(begin, end)` for each
-  /// non-empty range.
+  /// non-empty range, or `body(begin, end, thread_index)` when the body takes
+  /// the index (for per-thread scratch).
   template <class F> void parallel_for(std::int64_t n, std::int64_t grain, F&& body) {
     if (n <= 0) return;
     grain = std::max<std::int64_t>(grain, 1);
     const std::int64_t blocks = (n + grain - 1) / grain;
     const std::int64_t threads = std::min<std::int64_t>(size_, blocks);
+    const auto call = [&](std::int64_t begin, std::int64_t end, int thread) {
+      if constexpr (std::is_invocable_v<F&, std::int64_t, std::int64_t, int>) body(begin, end, thread);
+      else body(begin, end);
+    };
     if (threads <= 1) {
-      body(std::int64_t{0}, n);
+      call(std::int64_t{0}, n, 0);
       return;
     }
     run([&](int t) {
       if (t >= threads) return;
       const std::int64_t first = blocks * t / threads, last = blocks * (t + 1) / threads;
       const std::int64_t begin = first * grain, end = std::min(n, last * grain);
-      if (begin < end) body(begin, end);
+      if (begin < end) call(begin, end, t);
     });
   }
 

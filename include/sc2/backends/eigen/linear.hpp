@@ -79,11 +79,12 @@ SC2_TARGET_AVX2 void dot_tile_avx2(const float* x, std::int64_t x_stride, const 
 }
 #endif
 
-#if SC2_HAVE_X86_SIMD
 inline constexpr int kPanelRows = 16;           ///< NR of the packed kernel: two AVX2 vectors of rows
 inline constexpr int kPanelTokens = 6;          ///< MR: 12 accumulators + 2 weights + 1 broadcast
 inline constexpr std::int64_t kPackK = 256;     ///< K block of the packed path
 inline constexpr std::int64_t kPackRows = 128;  ///< rows per packed block: 256 × 128 floats, 128 KiB
+
+#if SC2_HAVE_X86_SIMD
 
 /// Packs W[r0 : r0 + rows, k0 : k0 + kc] into float panels of `kPanelRows`
 /// rows each, k-major: element (r0 + 16p + j, k0 + k) goes to
@@ -232,14 +233,8 @@ inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const W
                        std::span<const float> bias) {
   const std::int64_t T = in.extent(0), N = weight.rows;
   const Isa isa = ctx.isa();
-  // Rows are split in whole 16-row panels, one contiguous range per thread.
-  const int threads = static_cast<int>(std::min<std::int64_t>(ctx.threads(), (N + 15) / 16));
-  ctx.pool().run([&](int thread) {
-    if (thread >= threads) return;
-    const std::int64_t panels = (N + 15) / 16;
-    const std::int64_t n0 = std::min(N, panels * thread / threads * 16);
-    const std::int64_t n1 = std::min(N, panels * (thread + 1) / threads * 16);
-    if (n0 >= n1) return;
+  // Rows are split in whole panels, one contiguous range per thread.
+  ctx.pool().parallel_for(N, detail::kPanelRows, [&](std::int64_t n0, std::int64_t n1, int thread) {
     for (std::int64_t t = 0; t < T; ++t)
       for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias[static_cast<std::size_t>(n)];
 #if SC2_HAVE_X86_SIMD
