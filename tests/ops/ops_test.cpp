@@ -7,6 +7,7 @@
 #include <sc2/models/kv_cache.hpp>
 
 #include <limits>
+#include <memory>
 #include <random>
 
 namespace {
@@ -82,6 +83,37 @@ TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {
   CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {3, 2}), m),
                     Catch::Contains("does not fit"));
 }
+
+#if SC2_HAVE_X86_SIMD
+namespace {
+/// out[0..8) = exp8(z[0..8)).
+SC2_TARGET_AVX2 void exp8_into(const float* z, float* out) {
+  _mm256_storeu_ps(out, sc2::cpu::detail::exp8(_mm256_loadu_ps(z)));
+}
+}  // namespace
+
+TEST_CASE("the AVX2 exponential is within 2 ulp of exp over its range and keeps NaN", "[ops][gelu]") {
+  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx2)) {
+    WARN("this processor has no AVX2: the AVX2 exponential is not checked");
+    return;
+  }
+  std::vector<float> z;
+  for (int i = -87000; i <= 88000; i += 7) z.push_back(static_cast<float>(i) * 1e-3f);
+  z.insert(z.end(), {0.0f, -0.0f, 1e-20f, -1e-20f, std::numeric_limits<float>::quiet_NaN()});
+  while (z.size() % 8 != 0) z.push_back(1.0f);
+  std::vector<float> got(z.size());
+  for (std::size_t i = 0; i < z.size(); i += 8) exp8_into(z.data() + i, got.data() + i);
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    INFO("z=" << z[i] << " got=" << got[i]);
+    if (std::isnan(z[i])) {
+      CHECK(std::isnan(got[i]));
+      continue;
+    }
+    const double want = std::exp(static_cast<double>(z[i]));
+    CHECK(std::abs(got[i] - want) <= 2 * std::numeric_limits<float>::epsilon() * want);
+  }
+}
+#endif
 
 TEST_CASE("gelu is accurate over the whole float range on every path", "[ops][gelu]") {
   std::vector<float> x;
@@ -192,49 +224,85 @@ TEST_CASE("embedding rejects ids outside the vocabulary", "[ops]") {
 
 namespace {
 
-// Runs a sequence of P tokens through the ring-buffer attention in chunks and
-// returns the outputs (P, H·Dh); reference attention sees the whole history.
-void check_attention_in_chunks(sc2::CpuContext& ctx, std::int64_t P, int H, int Hkv, int Dh,
-                               std::optional<std::int64_t> window, std::int64_t chunk, std::mt19937& rng) {
+/// One way to run the attention: a context (threads and SIMD path) and a chunk size.
+struct AttentionRun {
+  sc2::CpuContext* ctx;
+  std::int64_t chunk;
+};
+
+// Runs a sequence of P tokens through the ring-buffer attention in chunks,
+// once per run, and compares the outputs (P, H·Dh) with reference attention
+// over the whole history.
+void check_attention_in_chunks(std::int64_t P, int H, int Hkv, int Dh, std::optional<std::int64_t> window,
+                               const std::vector<AttentionRun>& runs, std::mt19937& rng) {
   const sc2::ops::AttentionShape shape{H, Hkv, Dh, 1.0f / std::sqrt(static_cast<float>(Dh))};
   const sc2::ops::SlidingWindowMask mask{window};
   const auto q = random_floats(static_cast<std::size_t>(P * H * Dh), rng);
   const auto k = random_floats(static_cast<std::size_t>(P * Hkv * Dh), rng);
   const auto v = random_floats(static_cast<std::size_t>(P * Hkv * Dh), rng);
-  std::vector<float> got(q.size()), want(q.size());
+  std::vector<float> want(q.size());
   sc2::ops::reference::attention(sc2::MatrixView(want.data(), {P, H * Dh}), sc2::ConstMatrixView(q.data(), {P, H * Dh}),
                                  sc2::ConstMatrixView(k.data(), {P, Hkv * Dh}), sc2::ConstMatrixView(v.data(), {P, Hkv * Dh}),
                                  0, shape, mask);
   const std::int64_t capacity = window ? *window : P;
-  sc2::KvCache cache(1, capacity, Hkv, Dh, P);
-  for (std::int64_t s = 0; s < P; s += chunk) {
-    const std::int64_t n = std::min(chunk, P - s);
-    const std::int64_t qs = H * Dh, ks = Hkv * Dh;
-    sc2::ConstMatrixView kc(k.data() + s * ks, {n, ks}), vc(v.data() + s * ks, {n, ks});
-    sc2::ops::attention(ctx, sc2::MatrixView(got.data() + s * qs, {n, qs}), sc2::ConstMatrixView(q.data() + s * qs, {n, qs}),
-                        kc, vc, cache.ring(0), s, shape, mask);
-    cache.store(0, kc, vc);
-    cache.advance(n);
+  for (const auto& [ctx, chunk] : runs) {
+    std::vector<float> got(q.size());
+    sc2::KvCache cache(1, capacity, Hkv, Dh, P);
+    for (std::int64_t s = 0; s < P; s += chunk) {
+      const std::int64_t n = std::min(chunk, P - s);
+      const std::int64_t qs = H * Dh, ks = Hkv * Dh;
+      sc2::ConstMatrixView kc(k.data() + s * ks, {n, ks}), vc(v.data() + s * ks, {n, ks});
+      sc2::ops::attention(*ctx, sc2::MatrixView(got.data() + s * qs, {n, qs}),
+                          sc2::ConstMatrixView(q.data() + s * qs, {n, qs}), kc, vc, cache.ring(0), s, shape, mask);
+      cache.store(0, kc, vc);
+      cache.advance(n);
+    }
+    INFO(sc2::cpu::isa_name(ctx->isa()) << " threads=" << ctx->threads() << " P=" << P << " H=" << H << " Hkv=" << Hkv
+                                        << " Dh=" << Dh << " W=" << (window ? *window : -1) << " chunk=" << chunk);
+    CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 2e-6);
   }
-  INFO("P=" << P << " H=" << H << " Hkv=" << Hkv << " Dh=" << Dh << " W=" << (window ? *window : -1) << " chunk=" << chunk);
-  CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 2e-6);
+}
+
+/// A context with `threads` threads for every SIMD path this processor supports.
+std::vector<std::unique_ptr<sc2::CpuContext>> contexts_for_every_path(int threads) {
+  std::vector<std::unique_ptr<sc2::CpuContext>> out;
+  for (const auto isa : sc2::test::supported_isas()) {
+    out.push_back(std::make_unique<sc2::CpuContext>(threads));
+    out.back()->set_isa(isa);
+  }
+  return out;
 }
 
 }  // namespace
 
 TEST_CASE("ring-buffer attention equals full attention for any chunking", "[ops][attention]") {
   std::mt19937 rng(3);
-  for (const auto isa : sc2::test::supported_isas()) {
-    sc2::CpuContext ctx(2);
-    ctx.set_isa(isa);
-    INFO(sc2::cpu::isa_name(isa));
-    for (const auto& [H, Hkv] : {std::pair{2, 2}, std::pair{4, 2}, std::pair{8, 2}, std::pair{4, 1}})
-      for (const int Dh : {8, 12, 64})
-        for (const std::optional<std::int64_t> window : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{1},
-                                                         std::optional<std::int64_t>{5}, std::optional<std::int64_t>{16}})
-          for (const std::int64_t chunk : {1, 3, 5, 16, 40})
-            check_attention_in_chunks(ctx, 40, H, Hkv, Dh, window, chunk, rng);
-  }
+  std::vector<AttentionRun> runs;
+  const auto contexts = contexts_for_every_path(2);
+  for (const auto& ctx : contexts)
+    for (const std::int64_t chunk : {1, 3, 5, 16, 40}) runs.push_back({ctx.get(), chunk});
+  for (const auto& [H, Hkv] : {std::pair{2, 2}, std::pair{4, 2}, std::pair{8, 2}, std::pair{4, 1}})
+    for (const int Dh : {8, 12, 64})
+      for (const std::optional<std::int64_t> window : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{1},
+                                                       std::optional<std::int64_t>{5}, std::optional<std::int64_t>{16}})
+        check_attention_in_chunks(40, H, Hkv, Dh, window, runs, rng);
+}
+
+TEST_CASE("ring-buffer attention at model shapes: key blocks, head and dimension tails, split heads",
+          "[ops][attention]") {
+  // 300 positions cross the kernels' 128-key blocks and wrap a 264-slot ring; G ∈ {12, 5, 1}
+  // and Dh ∈ {40, 128} give full and partial head and dimension tiles; 5 threads on one kv
+  // head split its query heads over the threads in decode (chunks of 1).
+  std::mt19937 rng(11);
+  std::vector<AttentionRun> runs;
+  const auto two = contexts_for_every_path(2), five = contexts_for_every_path(5);
+  for (const auto& ctx : two)
+    for (const std::int64_t chunk : {300, 97, 1}) runs.push_back({ctx.get(), chunk});
+  for (const auto& ctx : five) runs.push_back({ctx.get(), 1});
+  for (const auto& [H, Hkv] : {std::pair{12, 1}, std::pair{10, 2}, std::pair{3, 3}})
+    for (const int Dh : {40, 128})
+      for (const std::optional<std::int64_t> window : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{264}})
+        check_attention_in_chunks(300, H, Hkv, Dh, window, runs, rng);
 }
 
 TEST_CASE("the window boundary: i - j = W - 1 is visible, i - j = W is not", "[ops][attention]") {

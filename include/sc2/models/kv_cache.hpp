@@ -7,7 +7,10 @@
 /// the window whatever the context length; without a window C is the context
 /// limit. Keys are stored after RoPE, as the reference caches them.
 ///
-///     keys, values: layers × (C, Hkv, Dh) floats
+///     keys, values: layers × (Hkv, C, Dh) floats
+///
+/// Head-major, so that the keys (and values) one kv head attends over are one
+/// contiguous run that the processor streams.
 ///
 /// `length()` is the number of tokens the sequence has seen, which is the
 /// absolute position of the next token.
@@ -35,7 +38,8 @@ public:
   /// A cache of `layers` rings of `capacity` slots of (kv_heads, head_dim), for
   /// sequences of at most `max_context` tokens.
   KvCache(int layers, std::int64_t capacity, int kv_heads, int head_dim, std::int64_t max_context)
-      : layers_(layers), capacity_(capacity), row_(static_cast<std::int64_t>(kv_heads) * head_dim),
+      : layers_(layers), capacity_(capacity), kv_heads_(kv_heads), head_dim_(head_dim),
+        row_(static_cast<std::int64_t>(kv_heads) * head_dim),
         max_context_(max_context) {
     SC2_CHECK(layers > 0 && capacity > 0 && kv_heads > 0 && head_dim > 0 && max_context > 0,
               "KvCache: layers {}, capacity {}, kv heads {}, head dim {}, context {} must all be positive", layers,
@@ -89,8 +93,12 @@ public:
     const ops::KvRing r = ring(layer);
     for (std::int64_t t = std::max<std::int64_t>(0, T - capacity_); t < T; ++t) {
       const std::int64_t slot = (length_ + t) % capacity_;
-      std::memcpy(r.keys + slot * row_, keys.row(t).data(), static_cast<std::size_t>(row_) * sizeof(float));
-      std::memcpy(r.values + slot * row_, values.row(t).data(), static_cast<std::size_t>(row_) * sizeof(float));
+      for (int g = 0; g < kv_heads_; ++g) {
+        const std::int64_t at = (g * capacity_ + slot) * head_dim_;
+        std::memcpy(r.keys + at, keys.row(t).data() + g * head_dim_, static_cast<std::size_t>(head_dim_) * sizeof(float));
+        std::memcpy(r.values + at, values.row(t).data() + g * head_dim_,
+                    static_cast<std::size_t>(head_dim_) * sizeof(float));
+      }
     }
   }
 
@@ -120,12 +128,14 @@ public:
 private:
   int layers_ = 0;
   std::int64_t capacity_ = 0;
+  int kv_heads_ = 0;   // Hkv
+  int head_dim_ = 0;   // Dh
   std::int64_t row_ = 0;  // Hkv · Dh
   std::int64_t max_context_ = 0;
   std::int64_t length_ = 0;
   std::int64_t first_ = 0;
-  Buffer<float> keys_;    // layers × (C, Hkv, Dh)
-  Buffer<float> values_;  // layers × (C, Hkv, Dh)
+  Buffer<float> keys_;    // layers × (Hkv, C, Dh)
+  Buffer<float> values_;  // layers × (Hkv, C, Dh)
 };
 
 }  // namespace sc2

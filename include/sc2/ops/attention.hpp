@@ -45,8 +45,8 @@ struct AttentionShape {
 
 /// The past keys and values of one layer: a ring of `capacity` slots.
 struct KvRing {
-  float* keys = nullptr;        ///< (capacity, Hkv, Dh)
-  float* values = nullptr;      ///< (capacity, Hkv, Dh)
+  float* keys = nullptr;        ///< (Hkv, capacity, Dh): each kv head's keys contiguous
+  float* values = nullptr;      ///< (Hkv, capacity, Dh)
   std::int64_t capacity = 0;    ///< C: slots; position p lives in slot p mod C
   std::int64_t first = 0;       ///< the sequence's first position: earlier ones hold no key
 };

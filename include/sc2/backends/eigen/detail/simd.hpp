@@ -1,10 +1,9 @@
 #pragma once
 /// \file
 /// AVX2 building blocks shared by the CPU kernels: widening loads of 8
-/// elements of f32, bf16 or f16 to float, a horizontal sum, e^x and an 8 × 8
-/// transpose. Each function
-/// carries the `target` attribute, so the library compiles without
-/// `-mavx2` and the AVX2 path is chosen at run time.
+/// elements of f32, bf16 or f16 to float, horizontal sum and maximum, e^x and an 8 × 8
+/// transpose. Each function carries the `target` attribute, so the library
+/// compiles without `-mavx2` and the AVX2 path is chosen at run time.
 
 #include <sc2/core/dtype.hpp>
 
@@ -49,11 +48,19 @@ SC2_TARGET_AVX2 inline float hsum(__m256 v) noexcept {
   return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
 }
 
+/// Largest of the 8 lanes.
+SC2_TARGET_AVX2 inline float hmax(__m256 v) noexcept {
+  const __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 d = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_max_ss(d, _mm_movehdup_ps(d)));
+}
+
 /// e^z for 8 floats, within 2 ulp: z = n·ln2 + r with |r| <= ln2/2, e^r by a
 /// degree-6 polynomial, 2^n put into the exponent bits. z is clamped to
 /// [-87.3, 88.3], so the result stays a normal float; NaN stays NaN.
 SC2_TARGET_AVX2 inline __m256 exp8(__m256 z) noexcept {
-  z = _mm256_max_ps(_mm256_min_ps(z, _mm256_set1_ps(88.3f)), _mm256_set1_ps(-87.3f));
+  // min/max return their second operand when either is NaN: z goes second so NaN passes through.
+  z = _mm256_max_ps(_mm256_set1_ps(-87.3f), _mm256_min_ps(_mm256_set1_ps(88.3f), z));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);  // ln2 in two parts, exact first product
