@@ -7,12 +7,18 @@
 
 #include <catch2/catch.hpp>
 
+#include <sc2/io/mapped_file.hpp>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace sc2::test {
 
@@ -56,6 +62,35 @@ inline std::vector<cpu::Isa> supported_isas() {
   std::vector<cpu::Isa> out{cpu::Isa::scalar};
   if (cpu::isa_supported(cpu::Isa::avx2)) out.push_back(cpu::Isa::avx2);
   return out;
+}
+
+/// What a program wrote, and how it ended (as `pclose` reports it).
+struct ProgramOutput {
+  std::string out, err;
+  int status = -1;
+};
+
+/// Runs `program arguments` through the shell with `stdin_text` on its
+/// standard input, capturing standard output and error.
+inline ProgramOutput run_program(const std::string& program, const std::string& arguments,
+                                 const std::string& stdin_text = "") {
+  const auto dir = std::filesystem::temp_directory_path();
+  // CTest runs test cases as parallel processes: each call gets its own files.
+  static int calls = 0;
+  const std::string unique = std::to_string(::getpid()) + "-" + std::to_string(++calls);
+  const auto err_path = dir / ("sc2-test-" + unique + ".err"), in_path = dir / ("sc2-test-" + unique + ".in");
+  std::ofstream(in_path, std::ios::binary) << stdin_text;
+  const std::string command = program + " " + arguments + " < " + in_path.string() + " 2> " + err_path.string();
+  ProgramOutput o;
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) o.out.append(buffer, n);
+  o.status = pclose(pipe);
+  o.err = sc2::read_text_file(err_path);
+  std::filesystem::remove(err_path);
+  std::filesystem::remove(in_path);
+  return o;
 }
 
 }  // namespace sc2::test

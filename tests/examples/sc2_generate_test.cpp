@@ -4,35 +4,16 @@
 
 #include <sc2/sc2.hpp>
 
-#include <cstdio>
-#include <unistd.h>
 #include <fstream>
 
 #ifdef SC2_GENERATE
 namespace {
 
-struct Output {
-  std::string out, err;
-  int status = -1;
-};
+using Output = sc2::test::ProgramOutput;
 
 // Runs sc2-generate with `arguments`, capturing stdout and stderr.
 Output run_generate(const std::string& arguments, const std::string& stdin_text = "") {
-  const auto dir = std::filesystem::temp_directory_path();
-  // CTest runs test cases as parallel processes: each call gets its own files.
-  static int calls = 0;
-  const std::string unique = std::to_string(::getpid()) + "-" + std::to_string(++calls);
-  const auto err_path = dir / ("sc2-generate-test-" + unique + ".err"), in_path = dir / ("sc2-generate-test-" + unique + ".in");
-  std::ofstream(in_path) << stdin_text;
-  const std::string command = std::string(SC2_GENERATE) + " " + arguments + " < " + in_path.string() + " 2> " + err_path.string();
-  Output o;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) o.out.append(buffer, n);
-  o.status = pclose(pipe);
-  o.err = sc2::read_text_file(err_path);
-  return o;
+  return sc2::test::run_program(SC2_GENERATE, arguments, stdin_text);
 }
 
 }  // namespace

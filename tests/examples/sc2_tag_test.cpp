@@ -6,36 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
-#include <unistd.h>
 #include <fstream>
 
 #if defined(SC2_TAG) && defined(SC2_LANGID)
 namespace {
 
-struct Output {
-  std::string out, err;
-  int status = -1;
-};
-
-// Runs `program` with `arguments`, capturing stdout and stderr.
-Output run(const std::string& program, const std::string& arguments, const std::string& stdin_text = "") {
-  const auto dir = std::filesystem::temp_directory_path();
-  // CTest runs test cases as parallel processes: each call gets its own files.
-  static int calls = 0;
-  const std::string unique = std::to_string(::getpid()) + "-" + std::to_string(++calls);
-  const auto err_path = dir / ("sc2-tag-test-" + unique + ".err"), in_path = dir / ("sc2-tag-test-" + unique + ".in");
-  std::ofstream(in_path, std::ios::binary) << stdin_text;
-  const std::string command = program + " " + arguments + " < " + in_path.string() + " 2> " + err_path.string();
-  Output o;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) o.out.append(buffer, n);
-  o.status = pclose(pipe);
-  o.err = sc2::read_text_file(err_path);
-  return o;
-}
+using sc2::test::run_program;
 
 const std::string kPlanted = sc2::test::fixture("tagger/planted.py").string();
 
@@ -60,7 +36,7 @@ const std::vector<Planted> kSecrets = {
 
 TEST_CASE("sc2-tag finds each planted secret with its label and byte offsets", "[tagger][examples][bundled]") {
   const std::string source = sc2::read_text_file(kPlanted);
-  const auto o = run(SC2_TAG, "--json --threads 2 " + kPlanted);
+  const auto o = run_program(SC2_TAG, "--json --threads 2 " + kPlanted);
   INFO(o.out << "\n" << o.err);
   REQUIRE(o.status == 0);
   const auto json = nlohmann::json::parse(o.out);
@@ -85,7 +61,7 @@ TEST_CASE("sc2-tag finds each planted secret with its label and byte offsets", "
 
 TEST_CASE("sc2-tag redacts with the placeholders and marks spans in plain text", "[tagger][examples][bundled]") {
   const std::string source = sc2::read_text_file(kPlanted);
-  auto o = run(SC2_TAG, "--redact --threads 2 " + kPlanted);
+  auto o = run_program(SC2_TAG, "--redact --threads 2 " + kPlanted);
   INFO(o.out << "\n" << o.err);
   REQUIRE(o.status == 0);
   for (const auto& secret : kSecrets) CHECK(o.out.find(secret.text) == std::string::npos);
@@ -104,18 +80,18 @@ TEST_CASE("sc2-tag redacts with the placeholders and marks spans in plain text",
   CHECK(o.out == expected);
 
   // Not a terminal: [[LABEL:text]] marks, no escape codes; --color always forces them.
-  o = run(SC2_TAG, "--threads 2 " + kPlanted);
+  o = run_program(SC2_TAG, "--threads 2 " + kPlanted);
   REQUIRE(o.status == 0);
   CHECK(o.out.find("DATABASE_HOST = \"[[IP_ADDRESS:10.20.30.40]]\"") != std::string::npos);
   CHECK(o.out.find("\033[") == std::string::npos);
-  o = run(SC2_TAG, "--threads 2 --color always " + kPlanted);
+  o = run_program(SC2_TAG, "--threads 2 --color always " + kPlanted);
   REQUIRE(o.status == 0);
   CHECK(o.out.find("\033[1;36m10.20.30.40\033[0m") != std::string::npos);
   CHECK(o.out.find("[[") == std::string::npos);
 }
 
 TEST_CASE("sc2-tag reads standard input, long files in windows, and reports errors", "[tagger][examples][bundled]") {
-  auto o = run(SC2_TAG, "--redact --threads 2", "export AWS_SECRET_ACCESS_KEY=\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\n");
+  auto o = run_program(SC2_TAG, "--redact --threads 2", "export AWS_SECRET_ACCESS_KEY=\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\n");
   INFO(o.out << "\n" << o.err);
   CHECK(o.status == 0);
   CHECK(o.out == "export AWS_SECRET_ACCESS_KEY=\"<KEY>\"\n");
@@ -124,7 +100,7 @@ TEST_CASE("sc2-tag reads standard input, long files in windows, and reports erro
   const std::string source = sc2::read_text_file(kPlanted);
   std::string five;
   for (int i = 0; i < 5; ++i) five += source;
-  o = run(SC2_TAG, "--json --threads 2 --window 256 --context 64", five);
+  o = run_program(SC2_TAG, "--json --threads 2 --window 256 --context 64", five);
   REQUIRE(o.status == 0);
   const auto json = nlohmann::json::parse(o.out);
   CHECK(json["tokens"].get<std::size_t>() > 1500);
@@ -133,34 +109,34 @@ TEST_CASE("sc2-tag reads standard input, long files in windows, and reports erro
     for (const auto& secret : kSecrets) found += span["text"] == secret.text && span["label"] == secret.label;
   CHECK(found >= 5 * kSecrets.size() - 2);
 
-  o = run(SC2_TAG, "--json", "");
+  o = run_program(SC2_TAG, "--json", "");
   CHECK(o.status == 0);
   CHECK(nlohmann::json::parse(o.out)["spans"].empty());
-  o = run(SC2_TAG, "--model /nonexistent/tagger " + kPlanted);
+  o = run_program(SC2_TAG, "--model /nonexistent/tagger " + kPlanted);
   CHECK(o.status != 0);
   CHECK(o.err.find("/nonexistent/tagger") != std::string::npos);
-  o = run(SC2_TAG, "/nonexistent/file.py");
+  o = run_program(SC2_TAG, "/nonexistent/file.py");
   CHECK(o.status != 0);
   CHECK(o.err.find("/nonexistent/file.py") != std::string::npos);
-  o = run(SC2_TAG, "--json --redact " + kPlanted);
+  o = run_program(SC2_TAG, "--json --redact " + kPlanted);
   CHECK(o.status != 0);
 }
 
 TEST_CASE("sc2-langid names the language of a file", "[tagger][examples][bundled]") {
-  auto o = run(SC2_LANGID, "--threads 2 " + kPlanted);
+  auto o = run_program(SC2_LANGID, "--threads 2 " + kPlanted);
   INFO(o.out << "\n" << o.err);
   CHECK(o.status == 0);
   CHECK(o.out.rfind("python 0.", 0) == 0);
-  o = run(SC2_LANGID, "--json --threads 2 " + sc2::test::fixture("langid/sample.c").string());
+  o = run_program(SC2_LANGID, "--json --threads 2 " + sc2::test::fixture("langid/sample.c").string());
   CHECK(o.status == 0);
   const auto json = nlohmann::json::parse(o.out);
   CHECK(json["label"] == "c");
   CHECK(json["probabilities"].size() == 4);
-  o = run(SC2_LANGID, "--all", "#!/bin/sh\nset -eu\nfor f in \"$@\"; do\n  if [ -f \"$f\" ]; then\n    echo \"$f\"\n  fi\ndone\n");
+  o = run_program(SC2_LANGID, "--all", "#!/bin/sh\nset -eu\nfor f in \"$@\"; do\n  if [ -f \"$f\" ]; then\n    echo \"$f\"\n  fi\ndone\n");
   CHECK(o.status == 0);
   CHECK(o.out.rfind("shell ", 0) == 0);
   CHECK(std::count(o.out.begin(), o.out.end(), '\n') == 4);
-  o = run(SC2_LANGID, "", "");
+  o = run_program(SC2_LANGID, "", "");
   CHECK(o.status != 0);
 }
 #endif
