@@ -291,8 +291,8 @@ TEST_CASE("ring-buffer attention equals full attention for any chunking", "[ops]
 TEST_CASE("ring-buffer attention at model shapes: key blocks, head and dimension tails, split heads",
           "[ops][attention]") {
   // 300 positions cross the kernels' 128-key blocks and wrap a 264-slot ring; G ∈ {12, 5, 1}
-  // and Dh ∈ {40, 128} give full and partial head and dimension tiles; 5 threads on one kv
-  // head split its query heads over the threads in decode (chunks of 1).
+  // and Dh ∈ {40, 128} give full and partial head and dimension tiles; with 5 threads and
+  // one kv head, decode (chunks of 1) splits its 12 query heads into two groups of 6.
   std::mt19937 rng(11);
   std::vector<AttentionRun> runs;
   const auto two = contexts_for_every_path(2), five = contexts_for_every_path(5);

@@ -69,8 +69,9 @@ inline void softmax_scalar(float* row, std::int64_t n) noexcept {
   for (std::int64_t j = 0; j < n; ++j) row[j] *= inv;
 }
 
+inline constexpr int kTileHeads = 6;  ///< query heads per register tile: 6 × 2 = 12 accumulators
+
 #if SC2_HAVE_X86_SIMD
-inline constexpr int kTileHeads = 6;            ///< query heads per register tile: 6 × 2 = 12 accumulators
 inline constexpr int kQkKeys = 2;               ///< keys per score tile
 inline constexpr int kPvChunks = 2;             ///< 8-float chunks of Dh per output tile
 inline constexpr std::int64_t kKeyBlock = 128;  ///< keys whose rows stay in L2 while every head passes over them
@@ -232,9 +233,11 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixV
   const bool simd = ctx.isa() == Isa::avx2 && Dh % 8 == 0;
   // Work items are (token, kv head, group of query heads). The G heads of a kv
   // head are split only when there are fewer (token, kv head) pairs than
-  // threads, as in decode on many cores: each group then reads the keys and
-  // values again, but every thread has work.
-  const int groups = static_cast<int>(std::clamp<std::int64_t>(ctx.threads() / (T * Hkv), 1, G));
+  // threads, as in decode on many cores, and only into groups of at least a
+  // full register tile: each group reads the keys and values again, so more,
+  // smaller groups would trade compute for memory traffic.
+  const int max_groups = std::max(1, G / detail::kTileHeads);
+  const int groups = static_cast<int>(std::clamp<std::int64_t>(ctx.threads() / (T * Hkv), 1, max_groups));
   const int group_heads = (G + groups - 1) / groups;
   const std::int64_t items = T * Hkv * groups;
   // The most keys one query can see: the ring's and the chunk's.
