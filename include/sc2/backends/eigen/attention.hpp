@@ -85,6 +85,7 @@ inline constexpr std::int64_t kPrefetchKeys = 32;
 /// `kTileHeads`, then once with the 1 to 5 heads left: the tile's head count
 /// is a compile-time constant, so its accumulators live in registers.
 template <class F> SC2_TARGET_AVX2 inline void for_each_head_tile(int G, F&& f) {
+  static_assert(kTileHeads == 6, "the remainder cases below are 1 .. kTileHeads - 1");
   int h = 0;
   for (; h + kTileHeads <= G; h += kTileHeads) f.template operator()<kTileHeads>(h);
   switch (G - h) {
