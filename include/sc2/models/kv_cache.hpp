@@ -38,9 +38,7 @@ public:
   /// A cache of `layers` rings of `capacity` slots of (kv_heads, head_dim), for
   /// sequences of at most `max_context` tokens.
   KvCache(int layers, std::int64_t capacity, int kv_heads, int head_dim, std::int64_t max_context)
-      : layers_(layers), capacity_(capacity), kv_heads_(kv_heads), head_dim_(head_dim),
-        row_(static_cast<std::int64_t>(kv_heads) * head_dim),
-        max_context_(max_context) {
+      : layers_(layers), capacity_(capacity), kv_heads_(kv_heads), head_dim_(head_dim), max_context_(max_context) {
     SC2_CHECK(layers > 0 && capacity > 0 && kv_heads > 0 && head_dim > 0 && max_context > 0,
               "KvCache: layers {}, capacity {}, kv heads {}, head dim {}, context {} must all be positive", layers,
               capacity, kv_heads, head_dim, max_context);
@@ -48,14 +46,14 @@ public:
     // overflows or exceeds the machine's memory before allocating anything.
     std::size_t per_layer = 0, floats = 0;
     const bool overflow =
-        __builtin_mul_overflow(static_cast<std::size_t>(capacity), static_cast<std::size_t>(row_), &per_layer) ||
+        __builtin_mul_overflow(static_cast<std::size_t>(capacity), static_cast<std::size_t>(row()), &per_layer) ||
         __builtin_mul_overflow(per_layer, static_cast<std::size_t>(layers), &floats) ||
         floats > physical_memory_bytes() / (2 * sizeof(float));
     SC2_CHECK(!overflow,
               "KvCache: {} layers × {} slots × {} kv heads × {} head dim need {:.4g} GiB for keys and values, more "
               "than this machine's {:.4g} GiB of memory; pass a smaller max_context to make_cache()",
               layers, capacity, kv_heads, head_dim,
-              2.0 * sizeof(float) * static_cast<double>(capacity) * static_cast<double>(row_) * layers / (1 << 30),
+              2.0 * sizeof(float) * static_cast<double>(capacity) * static_cast<double>(row()) * layers / (1 << 30),
               static_cast<double>(physical_memory_bytes()) / (1 << 30));
     keys_ = Buffer<float>(floats);
     values_ = Buffer<float>(floats);
@@ -81,7 +79,7 @@ public:
 
   /// The ring of layer `layer`, as the attention op reads it.
   ops::KvRing ring(int layer) noexcept {
-    const std::int64_t offset = layer * capacity_ * row_;
+    const std::int64_t offset = layer * capacity_ * row();
     return {keys_.data() + offset, values_.data() + offset, capacity_, first_};
   }
 
@@ -89,7 +87,7 @@ public:
   /// length() .. length()+T−1 into layer `layer`; only the last C fit.
   void store(int layer, ConstMatrixView keys, ConstMatrixView values) {
     const std::int64_t T = keys.extent(0);
-    SC2_ASSERT(keys.extent(1) == row_ && values.extent(1) == row_ && values.extent(0) == T);
+    SC2_ASSERT(keys.extent(1) == row() && values.extent(1) == row() && values.extent(0) == T);
     const ops::KvRing r = ring(layer);
     for (std::int64_t t = std::max<std::int64_t>(0, T - capacity_); t < T; ++t) {
       const std::int64_t slot = (length_ + t) % capacity_;
@@ -126,11 +124,13 @@ public:
   std::int64_t first_position() const noexcept { return first_; }
 
 private:
+  /// Floats of one token's keys (or values): Hkv · Dh.
+  std::int64_t row() const noexcept { return std::int64_t{kv_heads_} * head_dim_; }
+
   int layers_ = 0;
   std::int64_t capacity_ = 0;
-  int kv_heads_ = 0;   // Hkv
-  int head_dim_ = 0;   // Dh
-  std::int64_t row_ = 0;  // Hkv · Dh
+  int kv_heads_ = 0;  // Hkv
+  int head_dim_ = 0;  // Dh
   std::int64_t max_context_ = 0;
   std::int64_t length_ = 0;
   std::int64_t first_ = 0;
