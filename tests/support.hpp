@@ -60,7 +60,8 @@ inline double max_abs_diff(const float* a, const float* b, std::size_t n) {
 /// Every instruction-set path this machine can run.
 inline std::vector<cpu::Isa> supported_isas() {
   std::vector<cpu::Isa> out{cpu::Isa::scalar};
-  if (cpu::isa_supported(cpu::Isa::avx2)) out.push_back(cpu::Isa::avx2);
+  for (const cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512})
+    if (cpu::isa_supported(isa)) out.push_back(isa);
   return out;
 }
 

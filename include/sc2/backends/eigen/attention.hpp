@@ -231,7 +231,7 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixV
   SC2_ASSERT(k.stride(0) == v.stride(0));
   const std::int64_t T = q.extent(0), Hkv = shape.kv_heads, C = past.capacity;
   const int Dh = shape.head_dim, G = shape.heads / shape.kv_heads;
-  const bool simd = ctx.isa() == Isa::avx2 && Dh % 8 == 0;
+  const bool simd = uses_avx2(ctx.isa()) && Dh % 8 == 0;
   // Work items are (token, kv head, group of query heads). The G heads of a kv
   // head are split only when there are fewer (token, kv head) pairs than
   // threads, as in decode on many cores, and only into groups of at least a

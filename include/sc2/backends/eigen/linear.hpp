@@ -17,6 +17,10 @@
 ///   horizontal sums are needed and the FMA units stay busy (about 80% of
 ///   their peak on AVX2). The scalar path uses the tile kernel with K blocks.
 ///
+/// The AVX-512 path runs the same two kernels with 16-lane vectors: the decode
+/// tile steps 16 k at a time, and the prefill micro-kernel covers 6 tokens ×
+/// 32 rows (two panels) in 12 accumulators over the same packed panels.
+///
 /// Every path accumulates in float; results differ from a plain sum only in
 /// the order of additions.
 
@@ -77,6 +81,32 @@ SC2_TARGET_AVX2 void dot_tile_avx2(const float* x, std::int64_t x_stride, const 
   for (int t = 0; t < MT; ++t)
     for (int r = 0; r < NR; ++r) out[t * out_stride + r] += hsum(acc[t][r]) + tail[t][r];
 }
+
+SC2_AVX512_BEGIN
+/// AVX-512 micro-kernel: the same tile, 16 k at a time.
+template <class E, int MT, int NR>
+SC2_TARGET_AVX512 void dot_tile_avx512(const float* x, std::int64_t x_stride, const E* w, std::int64_t w_stride,
+                                       std::int64_t kc, float* out, std::int64_t out_stride) noexcept {
+  __m512 acc[MT][NR];
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_setzero_ps();
+  std::int64_t k = 0;
+  for (; k + 16 <= kc; k += 16) {
+    __m512 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = load16(w + r * w_stride + k);
+    for (int t = 0; t < MT; ++t) {
+      const __m512 xv = _mm512_loadu_ps(x + t * x_stride + k);
+      for (int r = 0; r < NR; ++r) acc[t][r] = _mm512_fmadd_ps(xv, wv[r], acc[t][r]);
+    }
+  }
+  float tail[MT][NR] = {};
+  for (; k < kc; ++k)
+    for (int t = 0; t < MT; ++t)
+      for (int r = 0; r < NR; ++r) tail[t][r] += x[t * x_stride + k] * to_float(w[r * w_stride + k]);
+  for (int t = 0; t < MT; ++t)
+    for (int r = 0; r < NR; ++r) out[t * out_stride + r] += _mm512_reduce_add_ps(acc[t][r]) + tail[t][r];
+}
+SC2_AVX512_END
 #endif
 
 inline constexpr int kPanelRows = 16;           ///< NR of the packed kernel: two AVX2 vectors of rows
@@ -145,16 +175,66 @@ SC2_TARGET_AVX2 void panel_tile_avx2(const float* x, std::int64_t x_stride, cons
   }
 }
 
+SC2_AVX512_BEGIN
+/// AVX-512 outer-product micro-kernel: out[t, j] += Σ_k x[t, k] · panels[k, j]
+/// for MT tokens × NP panels of 16 packed rows (panel p starts kc · 16 floats
+/// after panel p - 1). One 16-lane vector holds a panel's step k, so NP = 2
+/// gives the 12 accumulators of the AVX2 kernel with twice the rows; `cols`
+/// (<= 16 · NP) of the results are stored.
+template <int MT, int NP>
+SC2_TARGET_AVX512 void panel_tile_avx512(const float* x, std::int64_t x_stride, const float* panel, std::int64_t kc,
+                                         float* out, std::int64_t out_stride, int cols) noexcept {
+  __m512 acc[MT][NP];
+  SC2_UNROLL for (int t = 0; t < MT; ++t) SC2_UNROLL for (int p = 0; p < NP; ++p) acc[t][p] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < kc; ++k) {
+    __m512 wv[NP];
+    SC2_UNROLL for (int p = 0; p < NP; ++p) wv[p] = _mm512_loadu_ps(panel + (p * kc + k) * kPanelRows);
+    SC2_UNROLL for (int t = 0; t < MT; ++t) {
+      const __m512 xv = _mm512_set1_ps(x[t * x_stride + k]);
+      SC2_UNROLL for (int p = 0; p < NP; ++p) acc[t][p] = _mm512_fmadd_ps(xv, wv[p], acc[t][p]);
+    }
+  }
+  SC2_UNROLL for (int t = 0; t < MT; ++t) {
+    float* o = out + t * out_stride;
+    if (cols == NP * kPanelRows) {
+      SC2_UNROLL for (int p = 0; p < NP; ++p) {
+        float* op = o + p * kPanelRows;
+        _mm512_storeu_ps(op, _mm512_add_ps(_mm512_loadu_ps(op), acc[t][p]));
+      }
+    } else {
+      float sums[NP * kPanelRows];
+      SC2_UNROLL for (int p = 0; p < NP; ++p) _mm512_storeu_ps(sums + p * kPanelRows, acc[t][p]);
+      for (int j = 0; j < cols; ++j) o[j] += sums[j];
+    }
+  }
+}
+SC2_AVX512_END
+
+/// Signature of the packed micro-kernels.
+using PanelTile = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, int) noexcept;
+
+/// The packed micro-kernel for `mt` tokens (1 <= mt <= 6) over `panels` panels
+/// (1, or 2 on AVX-512) on `isa`.
+inline PanelTile panel_tile(Isa isa, int mt, int panels) noexcept {
+  static constexpr PanelTile avx2[kPanelTokens] = {panel_tile_avx2<1>, panel_tile_avx2<2>, panel_tile_avx2<3>,
+                                                   panel_tile_avx2<4>, panel_tile_avx2<5>, panel_tile_avx2<6>};
+  static constexpr PanelTile avx512[2][kPanelTokens] = {
+      {panel_tile_avx512<1, 1>, panel_tile_avx512<2, 1>, panel_tile_avx512<3, 1>, panel_tile_avx512<4, 1>,
+       panel_tile_avx512<5, 1>, panel_tile_avx512<6, 1>},
+      {panel_tile_avx512<1, 2>, panel_tile_avx512<2, 2>, panel_tile_avx512<3, 2>, panel_tile_avx512<4, 2>,
+       panel_tile_avx512<5, 2>, panel_tile_avx512<6, 2>}};
+  return isa == Isa::avx512 ? avx512[panels - 1][mt - 1] : avx2[mt - 1];
+}
+
 /// out[:, n0:n1] += in · W[n0:n1, :]ᵀ through packed panels, for many tokens
-/// (prefill). W is read once per call: each block of kPackRows × kPackK is
-/// widened into `pack` and every token passes over it while it sits in L2.
+/// (prefill) on `isa` (AVX2 or AVX-512). W is read once per call: each block of
+/// kPackRows × kPackK is widened into `pack` and every token passes over it
+/// while it sits in L2.
 template <class E>
-SC2_TARGET_AVX2 void linear_rows_packed(MatrixView out, ConstMatrixView in, const E* w, std::int64_t n0,
+SC2_TARGET_AVX2 void linear_rows_packed(Isa isa, MatrixView out, ConstMatrixView in, const E* w, std::int64_t n0,
                                         std::int64_t n1, float* pack) noexcept {
   const std::int64_t T = in.extent(0), K = in.extent(1);
-  using Tile = void (*)(const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t, int) noexcept;
-  static constexpr Tile tiles[kPanelTokens] = {panel_tile_avx2<1>, panel_tile_avx2<2>, panel_tile_avx2<3>,
-                                               panel_tile_avx2<4>, panel_tile_avx2<5>, panel_tile_avx2<6>};
+  const int panels_per_tile = isa == Isa::avx512 ? 2 : 1;
   for (std::int64_t k0 = 0; k0 < K; k0 += kPackK) {
     const std::int64_t kc = std::min(kPackK, K - k0);
     for (std::int64_t nb = n0; nb < n1; nb += kPackRows) {
@@ -163,10 +243,11 @@ SC2_TARGET_AVX2 void linear_rows_packed(MatrixView out, ConstMatrixView in, cons
       for (std::int64_t t0 = 0; t0 < T; t0 += kPanelTokens) {
         const int mt = static_cast<int>(std::min<std::int64_t>(kPanelTokens, T - t0));
         const float* x = in.data() + t0 * in.stride(0) + k0;
-        for (std::int64_t p = 0; p * kPanelRows < rows; ++p) {
-          const int cols = static_cast<int>(std::min<std::int64_t>(kPanelRows, rows - p * kPanelRows));
-          tiles[mt - 1](x, in.stride(0), pack + p * kc * kPanelRows, kc,
-                        out.data() + t0 * out.stride(0) + nb + p * kPanelRows, out.stride(0), cols);
+        for (std::int64_t p = 0; p * kPanelRows < rows; p += panels_per_tile) {
+          const int cols = static_cast<int>(std::min<std::int64_t>(panels_per_tile * kPanelRows, rows - p * kPanelRows));
+          const int panels = (cols + kPanelRows - 1) / kPanelRows;
+          panel_tile(isa, mt, panels)(x, in.stride(0), pack + p * kc * kPanelRows, kc,
+                                      out.data() + t0 * out.stride(0) + nb + p * kPanelRows, out.stride(0), cols);
         }
       }
     }
@@ -192,7 +273,13 @@ template <class E> DotTile<E> dot_tile(Isa isa, int mt, int nr) noexcept {
       {dot_tile_avx2<E, 2, 1>, dot_tile_avx2<E, 2, 2>, dot_tile_avx2<E, 2, 3>},
       {dot_tile_avx2<E, 3, 1>, dot_tile_avx2<E, 3, 2>, dot_tile_avx2<E, 3, 3>},
       {dot_tile_avx2<E, 4, 1>, dot_tile_avx2<E, 4, 2>, dot_tile_avx2<E, 4, 3>}};
+  static constexpr DotTile<E> avx512[4][3] = {
+      {dot_tile_avx512<E, 1, 1>, dot_tile_avx512<E, 1, 2>, dot_tile_avx512<E, 1, 3>},
+      {dot_tile_avx512<E, 2, 1>, dot_tile_avx512<E, 2, 2>, dot_tile_avx512<E, 2, 3>},
+      {dot_tile_avx512<E, 3, 1>, dot_tile_avx512<E, 3, 2>, dot_tile_avx512<E, 3, 3>},
+      {dot_tile_avx512<E, 4, 1>, dot_tile_avx512<E, 4, 2>, dot_tile_avx512<E, 4, 3>}};
   if (isa == Isa::avx2) return avx2[mt - 1][nr - 1];
+  if (isa == Isa::avx512) return avx512[mt - 1][nr - 1];
 #endif
   (void)isa;
   return scalar[mt - 1][nr - 1];
@@ -226,33 +313,47 @@ void linear_rows(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix
   }
 }
 
+/// Size in floats of the per-thread scratch `linear_panel_range` needs.
+inline constexpr std::size_t kLinearScratch = static_cast<std::size_t>(kPackK * kPackRows);
+
+/// out[:, n0:n1] = in · W[n0:n1, :]ᵀ + bias[n0:n1] on `isa`: one thread's share
+/// of `run_linear`. `scratch` holds `kLinearScratch` floats (prefill only).
+inline void linear_panel_range(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix& weight,
+                               std::span<const float> bias, std::int64_t n0, std::int64_t n1,
+                               std::span<float> scratch) noexcept {
+  const std::int64_t T = in.extent(0);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias[static_cast<std::size_t>(n)];
+#if SC2_HAVE_X86_SIMD
+  if (uses_avx2(isa) && T > kTileTokens) {
+    SC2_ASSERT(scratch.size() >= kLinearScratch);
+    float* pack = scratch.data();
+    switch (weight.dtype) {
+      case DType::f32: linear_rows_packed(isa, out, in, static_cast<const float*>(weight.data), n0, n1, pack); break;
+      case DType::bf16: linear_rows_packed(isa, out, in, static_cast<const bf16*>(weight.data), n0, n1, pack); break;
+      case DType::f16: linear_rows_packed(isa, out, in, static_cast<const f16*>(weight.data), n0, n1, pack); break;
+    }
+    return;
+  }
+#endif
+  (void)scratch;
+  switch (weight.dtype) {
+    case DType::f32: linear_rows<float>(isa, out, in, weight, n0, n1); break;
+    case DType::bf16: linear_rows<bf16>(isa, out, in, weight, n0, n1); break;
+    case DType::f16: linear_rows<f16>(isa, out, in, weight, n0, n1); break;
+  }
+}
+
 }  // namespace detail
 
 /// CPU implementation of `ops::linear`.
 inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const WeightMatrix& weight,
                        std::span<const float> bias) {
-  const std::int64_t T = in.extent(0), N = weight.rows;
-  const Isa isa = ctx.isa();
+  const bool packs = uses_avx2(ctx.isa()) && in.extent(0) > detail::kTileTokens;
   // Rows are split in whole panels, one contiguous range per thread.
-  ctx.pool().parallel_for(N, detail::kPanelRows, [&](std::int64_t n0, std::int64_t n1, int thread) {
-    for (std::int64_t t = 0; t < T; ++t)
-      for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias[static_cast<std::size_t>(n)];
-#if SC2_HAVE_X86_SIMD
-    if (isa == Isa::avx2 && T > detail::kTileTokens) {
-      float* pack = ctx.scratch(thread, static_cast<std::size_t>(detail::kPackK * detail::kPackRows)).data();
-      switch (weight.dtype) {
-        case DType::f32: detail::linear_rows_packed(out, in, static_cast<const float*>(weight.data), n0, n1, pack); break;
-        case DType::bf16: detail::linear_rows_packed(out, in, static_cast<const bf16*>(weight.data), n0, n1, pack); break;
-        case DType::f16: detail::linear_rows_packed(out, in, static_cast<const f16*>(weight.data), n0, n1, pack); break;
-      }
-      return;
-    }
-#endif
-    switch (weight.dtype) {
-      case DType::f32: detail::linear_rows<float>(isa, out, in, weight, n0, n1); break;
-      case DType::bf16: detail::linear_rows<bf16>(isa, out, in, weight, n0, n1); break;
-      case DType::f16: detail::linear_rows<f16>(isa, out, in, weight, n0, n1); break;
-    }
+  ctx.pool().parallel_for(weight.rows, detail::kPanelRows, [&](std::int64_t n0, std::int64_t n1, int thread) {
+    const std::span<float> scratch = packs ? ctx.scratch(thread, detail::kLinearScratch) : std::span<float>();
+    detail::linear_panel_range(ctx.isa(), out, in, weight, bias, n0, n1, scratch);
   });
 }
 

@@ -108,7 +108,7 @@ inline void run_gelu_tanh(Context& ctx, MatrixView x) {
   detail::for_tokens(ctx, x.extent(0), x.extent(1), [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t t = t0; t < t1; ++t) {
 #if SC2_HAVE_X86_SIMD
-      if (isa == Isa::avx2) {
+      if (uses_avx2(isa)) {
         detail::gelu_tanh_row_avx2(x.row(t).data(), x.extent(1));
         continue;
       }

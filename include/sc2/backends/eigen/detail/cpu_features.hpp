@@ -3,7 +3,7 @@
 /// Which SIMD instruction set the CPU kernels use.
 ///
 /// Chosen once at run time from what the processor reports, and overridable:
-/// the environment variable `SC2_CPU_ISA` (`scalar` or `avx2`) or
+/// the environment variable `SC2_CPU_ISA` (`scalar`, `avx2` or `avx512`) or
 /// `cpu::Context::set_isa` forces a path, so tests can run every path the
 /// machine supports. Asking for a path the machine lacks is an `sc2::Error`.
 
@@ -21,39 +21,49 @@ namespace sc2::cpu {
 enum class Isa {
   scalar,  ///< portable C++, always present
   avx2,    ///< AVX2 + FMA + F16C (x86-64)
+  avx512,  ///< AVX-512F for the linear kernels, AVX2 + FMA + F16C elsewhere
 };
 
 /// Readable name of an instruction-set path.
-constexpr std::string_view isa_name(Isa isa) noexcept { return isa == Isa::avx2 ? "avx2" : "scalar"; }
+constexpr std::string_view isa_name(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+/// True when the path runs the AVX2 kernels (every x86 path but the scalar one
+/// does, for the ops that have no wider form).
+constexpr bool uses_avx2(Isa isa) noexcept { return isa == Isa::avx2 || isa == Isa::avx512; }
 
 /// True when this processor can run `isa`.
 inline bool isa_supported(Isa isa) noexcept {
-  switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: {
+  if (isa == Isa::scalar) return true;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-      unsigned a = 0, b = 0, c = 0, d = 0;
-      if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-      const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
-      if (!(fma && osxsave && avx && f16c)) return false;
-      unsigned xcr0_low = 0, xcr0_high = 0;
-      __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
-      if ((xcr0_low & 0x6u) != 0x6u) return false;  // the OS saves SSE and AVX state
-      if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-      return b & (1u << 5);  // AVX2
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  if (!(fma && osxsave && avx && f16c)) return false;
+  unsigned xcr0_low = 0, xcr0_high = 0;
+  __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  if ((xcr0_low & 0x6u) != 0x6u) return false;  // the OS saves SSE and AVX state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16);
+  if (isa == Isa::avx2) return avx2;
+  // AVX-512 also needs the OS to save the mask registers and the upper ZMM state.
+  return isa == Isa::avx512 && avx2 && avx512f && (xcr0_low & 0xE0u) == 0xE0u;
 #else
-      return false;
-#endif
-    }
-  }
   return false;
+#endif
 }
 
-/// Parses an instruction-set name ("scalar", "avx2").
+/// Parses an instruction-set name ("scalar", "avx2", "avx512").
 inline Isa parse_isa(std::string_view name) {
-  if (name == "scalar") return Isa::scalar;
-  if (name == "avx2") return Isa::avx2;
-  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar' or 'avx2')", name);
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+    if (name == isa_name(isa)) return isa;
+  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2' or 'avx512')", name);
 }
 
 /// The best path this processor supports, unless `SC2_CPU_ISA` names one.
@@ -63,7 +73,9 @@ inline Isa default_isa() {
     SC2_CHECK(isa_supported(isa), "SC2_CPU_ISA={} but this processor does not support it", forced);
     return isa;
   }
-  return isa_supported(Isa::avx2) ? Isa::avx2 : Isa::scalar;
+  for (const Isa isa : {Isa::avx512, Isa::avx2})
+    if (isa_supported(isa)) return isa;
+  return Isa::scalar;
 }
 
 }  // namespace sc2::cpu
