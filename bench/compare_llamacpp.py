@@ -21,6 +21,10 @@ llama-cpp-python bundles it (vendor/llama.cpp, with its converter and gguf-py):
   cmake --build $L/build -j --target llama-bench
   python3 bench/compare_llamacpp.py --llama $L --depths 1024 4096 8192 16384 --llama-max-depth 1024
 The converter runs on the Python of tools/ (torch, numpy, safetensors).
+
+sc2 runs its default path (float32 arithmetic, the best SIMD the processor has). llama.cpp multiplies
+bf16 weights by activations rounded to bf16 where the processor has AVX-512 BF16; --sc2-isa avx512bf16
+makes sc2 do the same in prefill, for a like-for-like figure there (it is never sc2's default).
 """
 import argparse
 import json
@@ -89,9 +93,11 @@ def sc2_bench(args, ckpt: Path, depth: int = 0, bandwidth: bool = False) -> dict
         cmd += ["--depth", depth]
     if bandwidth:
         cmd += ["--bandwidth"]
+    if args.sc2_isa:
+        cmd += ["--isa", args.sc2_isa]
     r = json.loads(run(cmd))
-    return {"prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"], "weights": r["weight_bytes"],
-            "bandwidth": r.get("read_bandwidth_gbs", 0.0), "rss": r["peak_rss_bytes"], "cache": r["cache_bytes"]}
+    return {"isa": r["isa"], "prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
+            "weights": r["weight_bytes"], "bandwidth": r.get("read_bandwidth_gbs", 0.0), "rss": r["peak_rss_bytes"], "cache": r["cache_bytes"]}
 
 
 def best(runs: list, key: str) -> float:
@@ -109,6 +115,7 @@ def main() -> None:
     p.add_argument("--prompt", type=int, default=512)
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--sc2-isa", default="", help="force sc2's SIMD path (scalar, avx2, avx512, avx512bf16)")
     p.add_argument("--depths", type=int, nargs="*", default=[], help="also decode after these context lengths")
     p.add_argument("--llama-max-depth", type=int, default=1 << 30,
                    help="run llama.cpp only at depths up to this (it prefills the whole context for real, "
@@ -118,6 +125,7 @@ def main() -> None:
     Path(args.work).mkdir(parents=True, exist_ok=True)
 
     table = []
+    isa = ""
     for dtype in args.dtype:
         ckpt, gguf = prepare(args, dtype)
         sc2_runs, llama_runs = [], []
@@ -125,6 +133,7 @@ def main() -> None:
             sc2_runs.append(sc2_bench(args, ckpt, bandwidth=True))
             llama_runs.append(llama_bench(args, gguf))
         s, l = sc2_runs[0], llama_runs
+        isa = s["isa"]
         bandwidth = best(sc2_runs, "bandwidth")  # the machine's best: the roofline is not flattered by a slow moment
         roofline = bandwidth * 1e9 / s["weights"]
         table.append({
@@ -142,7 +151,7 @@ def main() -> None:
             table.append({"dtype": dtype, "depth": depth, "decode_sc2": d_sc2, "decode_llama": d_llama})
 
     print(f"\n{args.preset} random weights, {args.threads} threads, prompt {args.prompt}, decode {args.decode}, "
-          f"best of {args.runs} alternating runs\n")
+          f"best of {args.runs} alternating runs, sc2 path {isa}\n")
     print("| weights | GB | prefill sc2 | prefill llama.cpp | ratio | decode sc2 | decode llama.cpp | ratio "
           "| read GB/s | decode roofline | sc2 % of roofline | peak RSS / (weights + cache) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   app.add_option("--decode-tokens", decode_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20));
   app.add_option("--chunk", chunk, "prefill chunk (max tokens per forward)")->check(CLI::Range(1, 1 << 16));
   app.add_option("--context", context, "KV-cache context limit (0: prompt + decode)");
-  app.add_option("--isa", isa, "force a SIMD path: scalar or avx2");
+  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512 or avx512bf16");
   app.add_option("--depth", depth,
                  "decode as if this many tokens preceded the prompt: the cache is advanced without computing "
                  "them (its contents are zeros), which costs the same per token; for speed at long context");

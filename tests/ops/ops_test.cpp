@@ -1,6 +1,7 @@
 // Every CPU op against its plain reference implementation, over a grid of shapes,
 // on every instruction-set path this machine supports.
 
+#include "linear_check.hpp"
 #include "support.hpp"
 
 #include <sc2/backends/eigen.hpp>
@@ -74,6 +75,14 @@ TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops]
       }
     }
   }
+}
+
+TEST_CASE("the opt-in AVX-512 BF16 prefill matches the reference on bf16 activations", "[ops][linear]") {
+  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx512_bf16)) {
+    WARN("this processor has no AVX-512 BF16: the path runs only under emulation (sc2-avx512-emulated-tests)");
+    return;
+  }
+  sc2::test::check_linear_panel_range(sc2::cpu::Isa::avx512_bf16);
 }
 
 TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {

@@ -3,9 +3,18 @@
 /// Which SIMD instruction set the CPU kernels use.
 ///
 /// Chosen once at run time from what the processor reports, and overridable:
-/// the environment variable `SC2_CPU_ISA` (`scalar`, `avx2` or `avx512`) or
-/// `cpu::Context::set_isa` forces a path, so tests can run every path the
-/// machine supports. Asking for a path the machine lacks is an `sc2::Error`.
+/// the environment variable `SC2_CPU_ISA` (`scalar`, `avx2`, `avx512` or
+/// `avx512bf16`) or `cpu::Context::set_isa` forces a path, so tests can run
+/// every path the machine supports. Asking for a path the machine lacks is an
+/// `sc2::Error`.
+///
+/// Every path but `avx512bf16` computes in float32 and differs from the
+/// reference only in the order of additions. `avx512bf16` rounds activations
+/// to bfloat16 before multiplying them with bfloat16 weights in prefill (the
+/// `vdpbf16ps` dot product, twice the multiplies of float32 FMA per
+/// instruction), as engines that run bf16 models in bf16 do: faster where the
+/// processor has it, but no longer float32 arithmetic, so it is never chosen
+/// by default, only when asked for.
 
 #include <sc2/core/error.hpp>
 
@@ -22,6 +31,7 @@ enum class Isa {
   scalar,  ///< portable C++, always present
   avx2,    ///< AVX2 + FMA + F16C (x86-64)
   avx512,  ///< AVX-512F for the linear kernels, AVX2 + FMA + F16C elsewhere
+  avx512_bf16,  ///< avx512, and bf16 × bf16 dot products for bf16 weights in prefill (opt-in)
 };
 
 /// Readable name of an instruction-set path.
@@ -30,13 +40,17 @@ constexpr std::string_view isa_name(Isa isa) noexcept {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::avx512_bf16: return "avx512bf16";
   }
   return "?";
 }
 
 /// True when the path runs the AVX2 kernels (every x86 path but the scalar one
 /// does, for the ops that have no wider form).
-constexpr bool uses_avx2(Isa isa) noexcept { return isa == Isa::avx2 || isa == Isa::avx512; }
+constexpr bool uses_avx2(Isa isa) noexcept { return isa != Isa::scalar; }
+
+/// True when the path runs the AVX-512F linear kernels.
+constexpr bool uses_avx512(Isa isa) noexcept { return isa == Isa::avx512 || isa == Isa::avx512_bf16; }
 
 /// True when this processor can run `isa`.
 inline bool isa_supported(Isa isa) noexcept {
@@ -53,20 +67,24 @@ inline bool isa_supported(Isa isa) noexcept {
   const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16);
   if (isa == Isa::avx2) return avx2;
   // AVX-512 also needs the OS to save the mask registers and the upper ZMM state.
-  return isa == Isa::avx512 && avx2 && avx512f && (xcr0_low & 0xE0u) == 0xE0u;
+  if (!(avx2 && avx512f && (xcr0_low & 0xE0u) == 0xE0u)) return false;
+  if (isa == Isa::avx512) return true;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return isa == Isa::avx512_bf16 && (a & (1u << 5));  // AVX512_BF16
 #else
   return false;
 #endif
 }
 
-/// Parses an instruction-set name ("scalar", "avx2", "avx512").
+/// Parses an instruction-set name ("scalar", "avx2", "avx512", "avx512bf16").
 inline Isa parse_isa(std::string_view name) {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16})
     if (name == isa_name(isa)) return isa;
-  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2' or 'avx512')", name);
+  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2', 'avx512' or 'avx512bf16')", name);
 }
 
-/// The best path this processor supports, unless `SC2_CPU_ISA` names one.
+/// The best float32 path this processor supports, unless `SC2_CPU_ISA` names
+/// one (`avx512bf16` only ever by name).
 inline Isa default_isa() {
   if (const char* forced = std::getenv("SC2_CPU_ISA"); forced && *forced) {
     const Isa isa = parse_isa(forced);
