@@ -64,12 +64,14 @@ inline bool isa_supported(Isa isa) noexcept {
   __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
   if ((xcr0_low & 0x6u) != 0x6u) return false;  // the OS saves SSE and AVX state
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16);
+  const unsigned last_subleaf = a;
+  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512bw = b & (1u << 30);
   if (isa == Isa::avx2) return avx2;
   // AVX-512 also needs the OS to save the mask registers and the upper ZMM state.
   if (!(avx2 && avx512f && (xcr0_low & 0xE0u) == 0xE0u)) return false;
   if (isa == Isa::avx512) return true;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  // Compilers enable AVX512BW along with AVX512_BF16, so both are required.
+  if (last_subleaf < 1 || !avx512bw || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
   return isa == Isa::avx512_bf16 && (a & (1u << 5));  // AVX512_BF16
 #else
   return false;

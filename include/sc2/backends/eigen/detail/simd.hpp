@@ -35,9 +35,10 @@
 #ifndef SC2_TARGET_AVX512
 #define SC2_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #endif
-/// Marks a function as compiled for AVX-512 BF16 on top of AVX-512F.
+/// Marks a function as compiled for AVX-512 BF16 (with AVX-512BW, which
+/// compilers tie to it) on top of AVX-512F.
 #ifndef SC2_TARGET_AVX512_BF16
-#define SC2_TARGET_AVX512_BF16 __attribute__((target("avx512bf16,avx512f,avx2,fma,f16c")))
+#define SC2_TARGET_AVX512_BF16 __attribute__((target("avx512bf16,avx512bw,avx512f,avx2,fma,f16c")))
 #endif
 
 /// GCC 12 reports its own AVX-512 intrinsics as reading uninitialized values
