@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,25 @@
 #include <unistd.h>
 
 namespace sc2::test {
+
+/// Under CTest, which runs each test case in a process of its own and sets
+/// SC2_TEST_SKIP_EXIT, ends the process with code 4, which CTest
+/// (SKIP_RETURN_CODE 4) reports as skipped rather than passed. Elsewhere (the
+/// test binary run directly, all cases in one process) it returns.
+inline void exit_skipped_under_ctest(const char* why) {
+  if (std::getenv("SC2_TEST_SKIP_EXIT") == nullptr) return;
+  std::printf("skipped: %s\n", why);
+  std::fflush(stdout);
+  std::_Exit(4);
+}
+
+/// Skips the running test case, saying why (see `exit_skipped_under_ctest`).
+#define SC2_SKIP_TEST(why)                      \
+  do {                                          \
+    WARN(why);                                  \
+    ::sc2::test::exit_skipped_under_ctest(why); \
+    return;                                     \
+  } while (0)
 
 /// tests/fixtures/<relative>.
 inline std::filesystem::path fixture(const std::string& relative) {

@@ -78,10 +78,8 @@ TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops]
 }
 
 TEST_CASE("the opt-in AVX-512 BF16 prefill matches the reference on bf16 activations", "[ops][linear]") {
-  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx512_bf16)) {
-    WARN("this processor has no AVX-512 BF16: the path runs only under emulation (sc2-avx512-emulated-tests)");
-    return;
-  }
+  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx512_bf16))
+    SC2_SKIP_TEST("this processor has no AVX-512 BF16: the path runs only under emulation (sc2-avx512-emulated-tests)");
   sc2::test::check_linear_panel_range(sc2::cpu::Isa::avx512_bf16);
 }
 
@@ -102,10 +100,8 @@ SC2_TARGET_AVX2 void exp8_into(const float* z, float* out) {
 }  // namespace
 
 TEST_CASE("the AVX2 exponential is within 2 ulp of exp over its range and keeps NaN", "[ops][gelu]") {
-  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx2)) {
-    WARN("this processor has no AVX2: the AVX2 exponential is not checked");
-    return;
-  }
+  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx2))
+    SC2_SKIP_TEST("this processor has no AVX2: the AVX2 exponential is not checked");
   std::vector<float> z;
   for (int i = -87000; i <= 88000; i += 7) z.push_back(static_cast<float>(i) * 1e-3f);
   z.insert(z.end(), {0.0f, -0.0f, 1e-20f, -1e-20f, std::numeric_limits<float>::quiet_NaN()});
