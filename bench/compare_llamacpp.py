@@ -8,7 +8,9 @@ For each dtype: writes a random checkpoint of the preset's shape with sc2-make-c
 49152-token tokenizer from tools/train_tokenizer.py, which llama.cpp's converter needs), converts the
 same weights to GGUF with llama.cpp's own convert_hf_to_gguf.py, then runs llama-bench and sc2-bench
 alternately (same threads, prompt and decode lengths) and prints both, their ratio, the machine's read
-bandwidth and sc2's decode as a share of the bandwidth roofline (weight bytes x tokens/s / bandwidth).
+bandwidth and sc2's decode as a share of the bandwidth roofline (weight bytes x tokens/s / bandwidth), and
+sc2's prefill in GFLOP/s as a share of the arithmetic peak of the multiply-add its linear layers use
+(sc2-bench --peak).
 With --depths it also times decode after 1k..16k tokens of context (sc2 advances its cache without
 computing the context, which costs the same per decoded token; llama-bench's -d fills it for real, so
 --llama-max-depth bounds how far llama.cpp is run).
@@ -86,22 +88,27 @@ def llama_bench(args, gguf: Path, depth: int = 0) -> dict:
     return out
 
 
-def sc2_bench(args, ckpt: Path, depth: int = 0, bandwidth: bool = False) -> dict:
+def sc2_bench(args, ckpt: Path, depth: int = 0, roofline: bool = False) -> dict:
     cmd = [args.build / "bench/sc2-bench", "--model", ckpt, "--threads", args.threads, "--prompt-tokens",
            args.prompt, "--decode-tokens", args.decode, "--json"]
     if depth:
         cmd += ["--depth", depth]
-    if bandwidth:
-        cmd += ["--bandwidth"]
+    if roofline:
+        cmd += ["--bandwidth", "--peak"]
     if args.sc2_isa:
         cmd += ["--isa", args.sc2_isa]
     r = json.loads(run(cmd))
     return {"isa": r["isa"], "prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
+            "prefill_gflops": r["prefill_gflops_per_s"], "peak": r.get("peak_gflops_per_s", 0.0),
             "weights": r["weight_bytes"], "bandwidth": r.get("read_bandwidth_gbs", 0.0), "rss": r["peak_rss_bytes"], "cache": r["cache_bytes"]}
 
 
 def best(runs: list, key: str) -> float:
     return max(r[key] for r in runs)
+
+
+def percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f}%" if whole > 0 else "n/a"
 
 
 def main() -> None:
@@ -130,15 +137,17 @@ def main() -> None:
         ckpt, gguf = prepare(args, dtype)
         sc2_runs, llama_runs = [], []
         for i in range(args.runs):  # alternate, so that drift in the machine hits both alike
-            sc2_runs.append(sc2_bench(args, ckpt, bandwidth=True))
+            sc2_runs.append(sc2_bench(args, ckpt, roofline=True))
             llama_runs.append(llama_bench(args, gguf))
         s, l = sc2_runs[0], llama_runs
         isa = s["isa"]
         bandwidth = best(sc2_runs, "bandwidth")  # the machine's best: the roofline is not flattered by a slow moment
         roofline = bandwidth * 1e9 / s["weights"]
+        peak = best(sc2_runs, "peak")  # likewise the best multiply-add rate
         table.append({
             "dtype": dtype, "weights_gb": s["weights"] / 1e9, "bandwidth_gbs": bandwidth,
             "prefill_sc2": best(sc2_runs, "prefill"), "prefill_llama": best(l, "prefill"),
+            "prefill_gflops": best(sc2_runs, "prefill_gflops"), "peak_gflops": peak,
             "decode_sc2": best(sc2_runs, "decode"), "decode_llama": best(l, "decode"),
             "decode_roofline": roofline, "rss_gb": max(r["rss"] for r in sc2_runs) / 1e9,
             "rss_budget_gb": (s["weights"] + s["cache"]) / 1e9,
@@ -152,14 +161,16 @@ def main() -> None:
 
     print(f"\n{args.preset} random weights, {args.threads} threads, prompt {args.prompt}, decode {args.decode}, "
           f"best of {args.runs} alternating runs, sc2 path {isa}\n")
-    print("| weights | GB | prefill sc2 | prefill llama.cpp | ratio | decode sc2 | decode llama.cpp | ratio "
-          "| read GB/s | decode roofline | sc2 % of roofline | peak RSS / (weights + cache) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| weights | GB | prefill sc2 | prefill llama.cpp | ratio | sc2 prefill GFLOP/s | multiply-add peak "
+          "| sc2 % of peak | decode sc2 | decode llama.cpp | ratio | read GB/s | decode roofline | sc2 % of roofline "
+          "| peak RSS / (weights + cache) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in table:
         if "depth" in r:
             continue
         print(f"| {r['dtype']} | {r['weights_gb']:.2f} | {r['prefill_sc2']:.2f} | {r['prefill_llama']:.2f} | "
-              f"{r['prefill_sc2'] / r['prefill_llama']:.2f} | {r['decode_sc2']:.2f} | {r['decode_llama']:.2f} | "
+              f"{r['prefill_sc2'] / r['prefill_llama']:.2f} | {r['prefill_gflops']:.0f} | {r['peak_gflops']:.0f} | "
+              f"{percent(r['prefill_gflops'], r['peak_gflops'])} | {r['decode_sc2']:.2f} | {r['decode_llama']:.2f} | "
               f"{r['decode_sc2'] / r['decode_llama']:.2f} | {r['bandwidth_gbs']:.1f} | {r['decode_roofline']:.2f} | "
               f"{100 * r['decode_sc2'] / r['decode_roofline']:.0f}% | {r['rss_gb']:.2f} / {r['rss_budget_gb']:.2f} |")
     depth_rows = [r for r in table if "depth" in r]

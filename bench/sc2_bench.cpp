@@ -1,10 +1,13 @@
 // sc2-bench: times prompt processing (prefill) and generation (decode) on a checkpoint.
 //
 //   sc2-bench --model /tmp/sc2-3b-bf16 --threads 2 --prompt-tokens 512 --decode-tokens 128 [--json]
+//             [--bandwidth] [--peak]
 //
 // Prefill runs the prompt through the KV cache in chunks of --chunk tokens; decode then
 // feeds back the greedy token one at a time. Peak resident memory is read from the kernel
-// (VmHWM) and compared with the weight and cache bytes.
+// (VmHWM) and compared with the weight and cache bytes. --bandwidth measures the machine's read
+// bandwidth, the bound of decode; --peak the arithmetic peak of the path's multiply-add, the bound of
+// prefill.
 
 #include <sc2/sc2.hpp>
 
@@ -70,6 +73,97 @@ double read_bandwidth_gbs(sc2::ThreadPool& pool) {
   return sums[0] >= 0.0f ? best : 0.0;
 }
 
+#if SC2_HAVE_X86_SIMD
+// Twelve independent chains of `steps` multiply-adds each, as many as the prefill micro-kernels keep
+// in flight, enough to cover the FMA latency on every pipe. Each returns a value that depends on
+// every step, so that nothing is optimized away.
+SC2_TARGET_AVX2 float fma_chains_avx2(std::int64_t steps) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * static_cast<float>(i));
+  const __m256 scale = _mm256_set1_ps(0.9999f), step = _mm256_set1_ps(1e-4f);
+  for (std::int64_t n = 0; n < steps; ++n)
+    SC2_UNROLL for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], scale, step);
+  for (int i = 1; i < 12; ++i) acc[0] = _mm256_add_ps(acc[0], acc[i]);
+  return _mm256_cvtss_f32(acc[0]);
+}
+
+SC2_AVX512_BEGIN
+SC2_TARGET_AVX512 float fma_chains_avx512(std::int64_t steps) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * static_cast<float>(i));
+  const __m512 scale = _mm512_set1_ps(0.9999f), step = _mm512_set1_ps(1e-4f);
+  for (std::int64_t n = 0; n < steps; ++n)
+    SC2_UNROLL for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], scale, step);
+  for (int i = 1; i < 12; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  return _mm512_cvtss_f32(acc[0]);
+}
+
+// vdpbf16ps: each of the 16 float lanes adds the two products of a bf16 pair.
+SC2_TARGET_AVX512_BF16 float dpbf16_chains(std::int64_t steps) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * static_cast<float>(i));
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80);  // the pair (1, 1)
+  const __m512bh b = (__m512bh)_mm512_set1_epi32(0x3a833a83);  // the pair (~1e-3, ~1e-3)
+  for (std::int64_t n = 0; n < steps; ++n)
+    SC2_UNROLL for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  for (int i = 1; i < 12; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  return _mm512_cvtss_f32(acc[0]);
+}
+SC2_AVX512_END
+#endif
+
+// Arithmetic peak in GFLOP/s, all threads, of the instruction the prefill linear layers multiply
+// with on `isa` for `weights` (a multiply-add counts 2): 256-bit FMA on avx2, 512-bit FMA on
+// avx512, vdpbf16ps for bf16 weights on avx512bf16. Best of 3 passes; 0 for the scalar path.
+double peak_gflops(sc2::ThreadPool& pool, sc2::cpu::Isa isa, sc2::DType weights) {
+#if SC2_HAVE_X86_SIMD
+  using sc2::cpu::Isa;
+  float (*chains)(std::int64_t) = nullptr;
+  double flops_per_step = 0.0;  // 12 chains × lanes × 2
+  if (isa == Isa::avx512_bf16 && weights == sc2::DType::bf16) {
+    chains = dpbf16_chains, flops_per_step = 12 * 16 * 2 * 2;
+  } else if (sc2::cpu::uses_avx512(isa)) {
+    chains = fma_chains_avx512, flops_per_step = 12 * 16 * 2;
+  } else if (isa == Isa::avx2) {
+    chains = fma_chains_avx2, flops_per_step = 12 * 8 * 2;
+  } else {
+    return 0.0;
+  }
+  const std::int64_t steps = 50'000'000;
+  std::vector<float> sink(static_cast<std::size_t>(pool.size()));
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    pool.run([&](int t) { sink[static_cast<std::size_t>(t)] = chains(steps); });
+    const double flops = flops_per_step * static_cast<double>(steps) * static_cast<double>(pool.size());
+    best = std::max(best, flops / seconds_since(start) / 1e9);
+  }
+  return sink[0] == sink[0] ? best : 0.0;
+#else
+  (void)pool, (void)isa, (void)weights;
+  return 0.0;
+#endif
+}
+
+// Floating-point operations (a multiply-add counts 2) of one `forward_last` over `tokens` tokens
+// that follow `past` cached ones: every layer's linear layers once per token, attention over the keys
+// each token sees (q·k and the weighted sum of v: 4·Dh per head and key; the window bounds the keys),
+// and the LM head once, for the last token. Norms, activations and RoPE are left out (under 0.1%).
+template <class LM> double forward_last_flops(const LM& lm, std::int64_t past, std::int64_t tokens) {
+  const sc2::ModelConfig& cfg = lm.config();
+  double linear = 0.0;
+  for (const auto& layer : lm.backbone().weights().layers)
+    for (const sc2::LinearWeights* l : {&layer.self_attn.q_proj, &layer.self_attn.k_proj, &layer.self_attn.v_proj,
+                                        &layer.self_attn.o_proj, &layer.mlp.c_fc, &layer.mlp.c_proj})
+      linear += static_cast<double>(l->weight.rows) * static_cast<double>(l->weight.cols);
+  double keys = 0.0;  // Σ over the tokens of the keys each attends to
+  for (std::int64_t p = past; p < past + tokens; ++p)
+    keys += static_cast<double>(cfg.sliding_window ? std::min<std::int64_t>(p + 1, *cfg.sliding_window) : p + 1);
+  const double attention = 4.0 * cfg.num_attention_heads * cfg.head_dim * keys * cfg.num_hidden_layers;
+  const double head = 2.0 * cfg.vocab_size * cfg.hidden_size;
+  return 2.0 * linear * static_cast<double>(tokens) + attention + head;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -78,7 +172,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::int64_t prompt_tokens = 512, decode_tokens = 128, chunk = 512, context = 0;
   std::string isa;
-  bool json = false, bandwidth = false;
+  bool json = false, bandwidth = false, peak = false;
   std::int64_t depth = 0;
   app.add_option("--model", model_dir, "checkpoint directory (config.json + safetensors)")->required();
   app.add_option("--threads", threads, "threads (0: all cores)");
@@ -91,6 +185,9 @@ int main(int argc, char** argv) {
                  "decode as if this many tokens preceded the prompt: the cache is advanced without computing "
                  "them (its contents are zeros), which costs the same per token; for speed at long context");
   app.add_flag("--bandwidth", bandwidth, "also measure the machine's read bandwidth with the same threads");
+  app.add_flag("--peak", peak,
+               "also measure the arithmetic peak of the instruction the prefill linear layers multiply with, with "
+               "the same threads, and count prefill's floating-point operations against it");
   app.add_flag("--json", json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
 
@@ -133,11 +230,15 @@ int main(int argc, char** argv) {
     const double budget = static_cast<double>(weight_bytes + cache.bytes());
     const double bandwidth_gbs = bandwidth ? read_bandwidth_gbs(ctx.pool()) : 0.0;
     const double roofline = bandwidth_gbs > 0.0 ? bandwidth_gbs * 1e9 / static_cast<double>(weight_bytes) : 0.0;
+    const double prefill_gflops = forward_last_flops(lm, depth, prompt_tokens) / prefill_s / 1e9;
+    const double peak_gflops_s =
+        peak ? peak_gflops(ctx.pool(), ctx.isa(), lm.backbone().weights().layers.front().mlp.c_fc.weight.dtype) : 0.0;
 
     if (json) {
       nlohmann::ordered_json out = {{"model", model_dir}, {"threads", ctx.threads()}, {"isa", sc2::cpu::isa_name(ctx.isa())},
                                     {"load_s", load_s}, {"prompt_tokens", prompt_tokens}, {"prefill_s", prefill_s},
-                                    {"prefill_tokens_per_s", prefill_tps}, {"decode_tokens", decode_tokens},
+                                    {"prefill_tokens_per_s", prefill_tps}, {"prefill_gflops_per_s", prefill_gflops},
+                                    {"peak_gflops_per_s", peak_gflops_s}, {"decode_tokens", decode_tokens},
                                     {"decode_s", decode_s}, {"decode_tokens_per_s", decode_tps}, {"depth", depth},
                                     {"read_bandwidth_gbs", bandwidth_gbs}, {"decode_roofline_tokens_per_s", roofline},
                                     {"weight_bytes", weight_bytes}, {"cache_bytes", cache.bytes()},
@@ -147,12 +248,16 @@ int main(int argc, char** argv) {
       fmt::print("model    {} ({} layers, hidden {}), weights {:.2f} GB, {} threads, {} path, loaded in {:.2f} s\n",
                  model_dir, cfg.num_hidden_layers, cfg.hidden_size, static_cast<double>(weight_bytes) / 1e9,
                  ctx.threads(), sc2::cpu::isa_name(ctx.isa()), load_s);
-      fmt::print("prefill  {} tokens in {:.2f} s: {:.2f} tokens/s\n", prompt_tokens, prefill_s, prefill_tps);
+      fmt::print("prefill  {} tokens in {:.2f} s: {:.2f} tokens/s, {:.1f} GFLOP/s\n", prompt_tokens, prefill_s,
+                 prefill_tps, prefill_gflops);
       fmt::print("decode   {} tokens in {:.2f} s: {:.2f} tokens/s{}\n", decode_tokens, decode_s, decode_tps,
                  depth > 0 ? fmt::format(" (after a context of {} tokens)", depth + prompt_tokens) : std::string());
       if (bandwidth)
         fmt::print("roofline read bandwidth {:.1f} GB/s: weights at most {:.2f} tokens/s; decode is {:.0f}% of it\n",
                    bandwidth_gbs, roofline, 100.0 * decode_tps / roofline);
+      if (peak && peak_gflops_s > 0.0)
+        fmt::print("roofline multiply-add peak {:.1f} GFLOP/s: prefill is {:.0f}% of it\n", peak_gflops_s,
+                   100.0 * prefill_gflops / peak_gflops_s);
       fmt::print("memory   peak RSS {:.3f} GB = {:.3f} × (weights {:.3f} GB + KV cache {:.3f} GB)\n",
                  static_cast<double>(rss) / 1e9, static_cast<double>(rss) / budget,
                  static_cast<double>(weight_bytes) / 1e9, static_cast<double>(cache.bytes()) / 1e9);

@@ -57,6 +57,8 @@ public:
 
   /// The backbone.
   Backbone& backbone() noexcept { return backbone_; }
+  /// The backbone, read-only.
+  const Backbone& backbone() const noexcept { return backbone_; }
   /// The values of config.json.
   const ModelConfig& config() const noexcept { return backbone_.config(); }
   /// The (V, D) output projection.

@@ -86,6 +86,8 @@ public:
 
   /// The backbone.
   Backbone& backbone() noexcept { return backbone_; }
+  /// The backbone, read-only.
+  const Backbone& backbone() const noexcept { return backbone_; }
   /// config.json's values (labels in id2label).
   const ModelConfig& config() const noexcept { return backbone_.config(); }
   /// L.
@@ -153,6 +155,8 @@ public:
 
   /// The backbone.
   Backbone& backbone() noexcept { return backbone_; }
+  /// The backbone, read-only.
+  const Backbone& backbone() const noexcept { return backbone_; }
   /// config.json's values (labels in id2label, pad_token_id).
   const ModelConfig& config() const noexcept { return backbone_.config(); }
   /// L.
