@@ -1,13 +1,17 @@
 // sc2-bench: times prompt processing (prefill) and generation (decode) on a checkpoint.
 //
 //   sc2-bench --model /tmp/sc2-3b-bf16 --threads 2 --prompt-tokens 512 --decode-tokens 128 [--json]
-//             [--bandwidth] [--peak]
+//             [--bandwidth] [--peak] [--batch 1 2 4 8 16]
 //
-// Prefill runs the prompt through the KV cache in chunks of --chunk tokens; decode then
-// feeds back the greedy token one at a time. Peak resident memory is read from the kernel
-// (VmHWM) and compared with the weight and cache bytes. --bandwidth measures the machine's read
-// bandwidth, the bound of decode; --peak the arithmetic peak of the path's multiply-add, the bound of
-// prefill.
+// For each batch size N (default 1): N sequences of --prompt-tokens random ids are
+// prefilled through one KV pool in batches of at most --chunk tokens (chunks of several
+// sequences packed together), then decoded together for --decode-tokens steps, each step
+// one batch of N rows that feeds back every sequence's greedy token. Prefill and decode
+// are reported as aggregate tokens/s (all sequences) and, for N > 1, as the ratio to the
+// first batch size of the same run. Peak resident memory is read from the kernel (VmHWM)
+// and compared with the weight and KV pool bytes. --bandwidth measures the machine's read
+// bandwidth, the bound of decode; --peak the arithmetic peak of the path's multiply-add,
+// the bound of prefill.
 
 #include <sc2/sc2.hpp>
 
@@ -153,7 +157,7 @@ template <class LM> double forward_last_flops(const LM& lm, std::int64_t past, s
   const sc2::ModelConfig& cfg = lm.config();
   double linear = 0.0;
   for (const auto& layer : lm.backbone().weights().layers)
-    for (const sc2::LinearWeights* l : {&layer.self_attn.q_proj, &layer.self_attn.k_proj, &layer.self_attn.v_proj,
+    for (const sc2::LinearWeights<sc2::Host>* l : {&layer.self_attn.q_proj, &layer.self_attn.k_proj, &layer.self_attn.v_proj,
                                         &layer.self_attn.o_proj, &layer.mlp.c_fc, &layer.mlp.c_proj})
       linear += static_cast<double>(l->weight.rows) * static_cast<double>(l->weight.cols);
   double keys = 0.0;  // Σ over the tokens of the keys each attends to
@@ -166,6 +170,86 @@ template <class LM> double forward_last_flops(const LM& lm, std::int64_t past, s
 
 }  // namespace
 
+// One batch size's run: N sequences prefilled, then decoded together.
+struct BatchRun {
+  std::int64_t sequences = 0;
+  double prefill_s = 0.0, decode_s = 0.0;
+  double prefill_tokens_per_s = 0.0, decode_tokens_per_s = 0.0;
+  std::size_t pool_bytes = 0;
+};
+
+// Runs N sequences of `prompt_tokens` random ids (after `depth` positions skipped) through
+// prefill in batches of at most `chunk` tokens, then `decode_tokens` steps of N decode rows.
+template <class LM>
+BatchRun run_batch(const LM& lm, sc2::CpuContext& ctx, std::int64_t N, std::int64_t prompt_tokens,
+                   std::int64_t decode_tokens, std::int64_t chunk, std::int64_t depth, std::int64_t context) {
+  using Pool = typename LM::Pool;
+  constexpr std::int64_t page_size = 32;
+  const sc2::KvShape shape = lm.backbone().kv_shape(context);
+  Pool pool = lm.make_kv_pool({.page_size = page_size,
+                               .pages = N * Pool::pages_per_sequence(shape, page_size, std::max(chunk, N))},
+                              context);
+  auto ws = lm.make_workspace(
+      {.max_tokens = std::max(chunk, N), .max_sequences = N, .max_logit_rows = N, .stored_logit_rows = N}, pool);
+  std::mt19937 rng(42);
+  std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(N));
+  std::vector<sc2::SequenceId> seqs;
+  for (auto& prompt : prompts) {
+    prompt.resize(static_cast<std::size_t>(prompt_tokens));
+    for (auto& id : prompt) id = static_cast<std::int32_t>(rng() % static_cast<unsigned>(lm.vocab_size()));
+    seqs.push_back(pool.add());
+    for (std::int64_t left = depth; left > 0;) {  // positions skipped: keys as the pages hold them
+      const std::int64_t n = std::min(left, chunk);
+      pool.prepare(ctx, seqs.back(), n);
+      pool.advance(seqs.back(), n);
+      left -= n;
+    }
+  }
+  std::vector<std::int32_t> next(static_cast<std::size_t>(N));
+  const auto argmax_rows = [&](sc2::Matrix<const float, sc2::Host> logits, const std::vector<std::size_t>& which) {
+    for (std::size_t r = 0; r < which.size(); ++r) {
+      const auto row = logits.row(static_cast<std::int64_t>(r));
+      next[which[r]] = static_cast<std::int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+    }
+  };
+  sc2::Batch batch;
+  std::vector<std::size_t> which;
+  std::vector<std::int64_t> done(static_cast<std::size_t>(N), 0);
+  auto start = std::chrono::steady_clock::now();
+  for (std::size_t s = 0; s < prompts.size();) {
+    batch.clear();
+    which.clear();
+    std::int64_t used = 0;
+    for (std::size_t i = s; i < prompts.size() && used < chunk; ++i) {
+      const std::int64_t n = std::min(prompt_tokens - done[i], chunk - used);
+      const bool last = done[i] + n == prompt_tokens;
+      batch.add(seqs[i], std::span(prompts[i]).subspan(static_cast<std::size_t>(done[i]), static_cast<std::size_t>(n)),
+                last ? sc2::LogitRows::last : sc2::LogitRows::none);
+      if (last) which.push_back(i);
+      done[i] += n;
+      used += n;
+    }
+    argmax_rows(lm.forward(ctx, ws, pool, batch), which);
+    while (s < prompts.size() && done[s] == prompt_tokens) ++s;
+  }
+  BatchRun run;
+  run.sequences = N;
+  run.prefill_s = seconds_since(start);
+  which.resize(static_cast<std::size_t>(N));
+  for (std::size_t i = 0; i < which.size(); ++i) which[i] = i;
+  start = std::chrono::steady_clock::now();
+  for (std::int64_t step = 0; step < decode_tokens; ++step) {
+    batch.clear();
+    for (std::size_t i = 0; i < seqs.size(); ++i) batch.add(seqs[i], std::span(&next[i], 1));
+    argmax_rows(lm.forward(ctx, ws, pool, batch), which);
+  }
+  run.decode_s = seconds_since(start);
+  run.prefill_tokens_per_s = static_cast<double>(N * prompt_tokens) / run.prefill_s;
+  run.decode_tokens_per_s = decode_tokens > 0 ? static_cast<double>(N * decode_tokens) / run.decode_s : 0.0;
+  run.pool_bytes = pool.bytes();
+  return run;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"Times prefill and decode of a StarCoder2 checkpoint on the CPU"};
   std::string model_dir;
@@ -174,6 +258,7 @@ int main(int argc, char** argv) {
   std::string isa;
   bool json = false, bandwidth = false, peak = false;
   std::int64_t depth = 0;
+  std::vector<std::int64_t> batches{1};
   app.add_option("--model", model_dir, "checkpoint directory (config.json + safetensors)")->required();
   app.add_option("--threads", threads, "threads (0: all cores)");
   app.add_option("--prompt-tokens", prompt_tokens, "prompt length")->check(CLI::Range(1, 1 << 20));
@@ -188,6 +273,9 @@ int main(int argc, char** argv) {
   app.add_flag("--peak", peak,
                "also measure the arithmetic peak of the instruction the prefill linear layers multiply with, with "
                "the same threads, and count prefill's floating-point operations against it");
+  app.add_option("--batch", batches,
+                 "sequences run together (several sizes: one run each, decode compared with the first)")
+      ->check(CLI::Range(1, 4096));
   app.add_flag("--json", json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
 
@@ -197,40 +285,26 @@ int main(int argc, char** argv) {
     sc2::LoadOptions options;
     options.max_chunk_tokens = chunk;
     auto load_start = std::chrono::steady_clock::now();
-    auto lm = sc2::Starcoder2ForCausalLM::load(model_dir, options);
-    // Read the mapping into memory first, so that a cold page cache is not timed as prefill.
-    lm.backbone().prefetch_weights([](auto, auto) {});
+    auto lm = sc2::Starcoder2ForCausalLM::load(ctx, model_dir, options);
     const double load_s = seconds_since(load_start);
     const sc2::ModelConfig& cfg = lm.config();
-    const std::uint64_t weight_bytes = lm.backbone().checkpoint_bytes();
+    const std::uint64_t weight_bytes = lm.weight_bytes();
     if (context <= 0) context = std::max<std::int64_t>(depth + prompt_tokens + decode_tokens, 1);
-    sc2::KvCache cache = lm.make_cache(context);
-    if (depth > 0) {
-      cache.check_room(depth);
-      cache.advance(depth);
-    }
-
-    std::mt19937 rng(42);
-    std::vector<std::int32_t> prompt(static_cast<std::size_t>(prompt_tokens));
-    for (auto& id : prompt) id = static_cast<std::int32_t>(rng() % static_cast<unsigned>(cfg.vocab_size));
-
-    auto start = std::chrono::steady_clock::now();
-    auto logits = lm.forward_last(ctx, prompt, cache);
-    const double prefill_s = seconds_since(start);
-
-    start = std::chrono::steady_clock::now();
-    for (std::int64_t i = 0; i < decode_tokens; ++i) {
-      const auto next = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      logits = lm.forward_last(ctx, std::span(&next, 1), cache);
-    }
-    const double decode_s = seconds_since(start);
+    std::vector<BatchRun> runs;
+    for (const std::int64_t N : batches)
+      runs.push_back(run_batch(lm, ctx, N, prompt_tokens, decode_tokens, chunk, depth, context));
+    const BatchRun& first = runs.front();
+    const double prefill_s = first.prefill_s, decode_s = first.decode_s;
+    std::size_t cache_bytes = 0;  // the largest KV pool of the run
+    for (const BatchRun& r : runs) cache_bytes = std::max(cache_bytes, r.pool_bytes);
     const std::uint64_t rss = peak_rss_bytes();
-    const double prefill_tps = static_cast<double>(prompt_tokens) / prefill_s;
-    const double decode_tps = decode_tokens > 0 ? static_cast<double>(decode_tokens) / decode_s : 0.0;
-    const double budget = static_cast<double>(weight_bytes + cache.bytes());
+    const double prefill_tps = first.prefill_tokens_per_s;
+    const double decode_tps = first.decode_tokens_per_s / static_cast<double>(first.sequences);
+    const double budget = static_cast<double>(weight_bytes + cache_bytes);
     const double bandwidth_gbs = bandwidth ? read_bandwidth_gbs(ctx.pool()) : 0.0;
     const double roofline = bandwidth_gbs > 0.0 ? bandwidth_gbs * 1e9 / static_cast<double>(weight_bytes) : 0.0;
-    const double prefill_gflops = forward_last_flops(lm, depth, prompt_tokens) / prefill_s / 1e9;
+    const double prefill_gflops =
+        static_cast<double>(first.sequences) * forward_last_flops(lm, depth, prompt_tokens) / prefill_s / 1e9;
     const double peak_gflops_s =
         peak ? peak_gflops(ctx.pool(), ctx.isa(), lm.backbone().weights().layers.front().mlp.c_fc.weight.dtype) : 0.0;
 
@@ -241,16 +315,23 @@ int main(int argc, char** argv) {
                                     {"peak_gflops_per_s", peak_gflops_s}, {"decode_tokens", decode_tokens},
                                     {"decode_s", decode_s}, {"decode_tokens_per_s", decode_tps}, {"depth", depth},
                                     {"read_bandwidth_gbs", bandwidth_gbs}, {"decode_roofline_tokens_per_s", roofline},
-                                    {"weight_bytes", weight_bytes}, {"cache_bytes", cache.bytes()},
+                                    {"weight_bytes", weight_bytes}, {"cache_bytes", cache_bytes},
                                     {"peak_rss_bytes", rss}, {"rss_over_weights_and_cache", static_cast<double>(rss) / budget}};
+      for (const BatchRun& r : runs)
+        out["batches"].push_back({{"sequences", r.sequences}, {"prefill_s", r.prefill_s},
+                                  {"prefill_tokens_per_s", r.prefill_tokens_per_s}, {"decode_s", r.decode_s},
+                                  {"decode_tokens_per_s", r.decode_tokens_per_s},
+                                  {"decode_vs_first", r.decode_tokens_per_s / first.decode_tokens_per_s},
+                                  {"kv_pool_bytes", r.pool_bytes}});
       fmt::print("{}\n", out.dump(2));
     } else {
       fmt::print("model    {} ({} layers, hidden {}), weights {:.2f} GB, {} threads, {} path, loaded in {:.2f} s\n",
                  model_dir, cfg.num_hidden_layers, cfg.hidden_size, static_cast<double>(weight_bytes) / 1e9,
                  ctx.threads(), sc2::cpu::isa_name(ctx.isa()), load_s);
-      fmt::print("prefill  {} tokens in {:.2f} s: {:.2f} tokens/s, {:.1f} GFLOP/s\n", prompt_tokens, prefill_s,
-                 prefill_tps, prefill_gflops);
-      fmt::print("decode   {} tokens in {:.2f} s: {:.2f} tokens/s{}\n", decode_tokens, decode_s, decode_tps,
+      fmt::print("prefill  {} × {} tokens in {:.2f} s: {:.2f} tokens/s, {:.1f} GFLOP/s\n", first.sequences,
+                 prompt_tokens, prefill_s, prefill_tps, prefill_gflops);
+      fmt::print("decode   {} × {} tokens in {:.2f} s: {:.2f} tokens/s per sequence{}\n", first.sequences,
+                 decode_tokens, decode_s, decode_tps,
                  depth > 0 ? fmt::format(" (after a context of {} tokens)", depth + prompt_tokens) : std::string());
       if (bandwidth)
         fmt::print("roofline read bandwidth {:.1f} GB/s: weights at most {:.2f} tokens/s; decode is {:.0f}% of it\n",
@@ -258,9 +339,15 @@ int main(int argc, char** argv) {
       if (peak && peak_gflops_s > 0.0)
         fmt::print("roofline multiply-add peak {:.1f} GFLOP/s: prefill is {:.0f}% of it\n", peak_gflops_s,
                    100.0 * prefill_gflops / peak_gflops_s);
+      if (runs.size() > 1) {
+        fmt::print("batch    sequences | prefill tokens/s | decode tokens/s | decode × first\n");
+        for (const BatchRun& r : runs)
+          fmt::print("         {:9} | {:16.2f} | {:15.2f} | {:.2f}\n", r.sequences, r.prefill_tokens_per_s,
+                     r.decode_tokens_per_s, r.decode_tokens_per_s / first.decode_tokens_per_s);
+      }
       fmt::print("memory   peak RSS {:.3f} GB = {:.3f} × (weights {:.3f} GB + KV cache {:.3f} GB)\n",
                  static_cast<double>(rss) / 1e9, static_cast<double>(rss) / budget,
-                 static_cast<double>(weight_bytes) / 1e9, static_cast<double>(cache.bytes()) / 1e9);
+                 static_cast<double>(weight_bytes) / 1e9, static_cast<double>(cache_bytes) / 1e9);
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());

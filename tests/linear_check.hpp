@@ -4,7 +4,7 @@
 // includes it after replacing the intrinsics.
 
 #include <catch2/catch.hpp>
-#include <sc2/backends/eigen/linear.hpp>
+#include <sc2/backends/cpu/linear.hpp>
 #include <sc2/core/buffer.hpp>
 
 #include <algorithm>
@@ -16,16 +16,16 @@ namespace sc2::test {
 
 /// Runs `linear_panel_range` on `isa` over every dtype and a grid of shapes,
 /// as two threads' shares, against the plain reference. On `avx512bf16` the
-/// reference multiplies bf16 weights in prefill by the activations rounded to
-/// bf16, as that path does.
+/// reference multiplies bf16 weights by the activations rounded to bf16, as
+/// that path does.
 inline void check_linear_panel_range(sc2::cpu::Isa isa) {
   std::mt19937 rng(7);
+  sc2::cpu::Context ctx(1);  // packs the weights
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
-    // Tokens: every tail of the 4-token decode tile and the 6-token packed tile.
-    // Rows: the 3-row tile tails, one and two 16-row panels and their tails, the
-    // 48-row and 128-row blocks. K: the 16-wide vector tail, odd pairs, the 256
-    // and 512 K blocks.
+    // Tokens: every tail of the 6-token tile, read directly and through widened blocks.
+    // Rows: one and two 16-row panels and their tails, the 128-row blocks. K: odd
+    // pairs, the 256-step K blocks and their tails.
     for (const std::int64_t T : {1, 3, 4, 5, 6, 7, 13}) {
       // The packing scratch as the context allocates it (aligned for vector stores).
       sc2::Buffer<float> scratch(std::max<std::size_t>(1, sc2::cpu::detail::linear_scratch(isa, dtype, T)));
@@ -36,25 +36,27 @@ inline void check_linear_panel_range(sc2::cpu::Isa isa) {
           for (auto& v : full) v = 0.5f * normal(rng);
           for (auto& v : bias) v = normal(rng);
           std::vector<std::uint16_t> half(full.size());
-          sc2::WeightMatrix w{dtype, full.data(), N, K};
+          sc2::WeightMatrix w{dtype, sc2::WeightLayout::row_major, full.data(), N, K};
           if (dtype != sc2::DType::f32) {
             for (std::size_t i = 0; i < full.size(); ++i)
               half[i] = dtype == sc2::DType::bf16 ? sc2::bf16::round(full[i]).bits : sc2::f16::round(full[i]).bits;
             w.data = half.data();
           }
+          const sc2::OwnedWeight<sc2::Host> packed = sc2::cpu::pack_weight(ctx, w, dtype);
           // What the path multiplies: bf16 activations where it rounds them.
           std::vector<float> x_used = x;
-          if (isa == sc2::cpu::Isa::avx512_bf16 && dtype == sc2::DType::bf16 && T > sc2::cpu::detail::kTileTokens)
+          if (isa == sc2::cpu::Isa::avx512_bf16 && dtype == sc2::DType::bf16)
             for (auto& v : x_used) v = sc2::bf16::round(v).to_float();
           std::vector<float> want(static_cast<std::size_t>(T * N)), got(want.size(), NAN);
           sc2::ops::reference::linear(sc2::MatrixView(want.data(), {T, N}), sc2::ConstMatrixView(x_used.data(), {T, K}),
-                                      w, bias);
+                                      w, std::span<const float>(bias));
           // Two threads' shares, split at a panel as `run_linear` splits them.
           const std::int64_t split = std::min<std::int64_t>(N, 16);
           const sc2::MatrixView out(got.data(), {T, N});
           const sc2::ConstMatrixView in(x.data(), {T, K});
-          sc2::cpu::detail::linear_panel_range(isa, out, in, w, bias, 0, split, scratch.span());
-          sc2::cpu::detail::linear_panel_range(isa, out, in, w, bias, split, N, scratch.span());
+          const std::span<const float> b(bias);
+          sc2::cpu::detail::linear_panel_range(isa, out, in, packed.view, b, 0, split, scratch.span());
+          sc2::cpu::detail::linear_panel_range(isa, out, in, packed.view, b, split, N, scratch.span());
           double worst = 0.0;
           for (std::size_t i = 0; i < got.size(); ++i)
             worst = std::max(worst, std::isnan(got[i]) ? INFINITY : std::abs(static_cast<double>(got[i]) - want[i]));

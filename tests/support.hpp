@@ -1,7 +1,7 @@
 #pragma once
 // Helpers shared by the tests: fixture paths, reference tensors, ISA sweeps.
 
-#include <sc2/backends/eigen/context.hpp>
+#include <sc2/backends/cpu/context.hpp>
 #include <sc2/core/dtype.hpp>
 #include <sc2/io/safetensors.hpp>
 

@@ -1,11 +1,14 @@
 #pragma once
 /// \file
-/// Everything of sc2 that runs on the CPU; includes no CUDA header.
+/// Everything of sc2 that runs on the CPU, which it makes the default
+/// backend of the models; includes no CUDA header.
 ///
 ///     #include <sc2/sc2.hpp>
 ///     auto lm = sc2::Starcoder2ForCausalLM::load("path/to/checkpoint");
 
-#include <sc2/backends/eigen.hpp>
+#include <sc2/backends/cpu.hpp>
+#include <sc2/core/context.hpp>
+#include <sc2/core/memory.hpp>
 #include <sc2/core/arena.hpp>
 #include <sc2/core/buffer.hpp>
 #include <sc2/core/dtype.hpp>
@@ -18,11 +21,16 @@
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/io/safetensors.hpp>
 #include <sc2/io/tokenizer.hpp>
+#include <sc2/models/batch.hpp>
 #include <sc2/models/causal_lm.hpp>
+#include <sc2/models/checkpoint.hpp>
 #include <sc2/models/classifiers.hpp>
 #include <sc2/models/config.hpp>
 #include <sc2/models/token_spans.hpp>
 #include <sc2/models/kv_cache.hpp>
+#include <sc2/models/kv_pool.hpp>
 #include <sc2/models/policies.hpp>
 #include <sc2/models/starcoder2.hpp>
 #include <sc2/models/weights.hpp>
+#include <sc2/models/workspace.hpp>
+#include <sc2/ops/copy.hpp>

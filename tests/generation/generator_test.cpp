@@ -18,31 +18,51 @@ const sc2::Tokenizer& tiny_tokenizer() {
 }
 
 // A stand-in language model that "predicts" a fixed script of token ids, so the
-// generator's stop rules and streaming can be tested on exact text.
+// generator's stop rules and streaming can be tested on exact text. It has the
+// batched interface the engine drives: a KV pool of one tiny layer counts the
+// positions, and each row that asks for logits gets the next id of the script.
 class ScriptedLM {
 public:
+  using Backend = sc2::cpu::Backend;
   using Context = sc2::CpuContext;
+  using Pool = sc2::KvPool<Backend>;
+  using Work = sc2::Workspace<Backend>;
 
-  ScriptedLM(std::vector<std::int32_t> script, std::int64_t vocab) : script_(std::move(script)), logits_(static_cast<std::size_t>(vocab)) {
+  /// Stands in for the backbone: the KV shape of one layer, one head of one dimension.
+  struct Backbone {
+    sc2::KvShape kv_shape(std::int64_t max_context) const { return {1, 1, 1, std::nullopt, max_context > 0 ? max_context : 1000}; }
+  };
+
+  ScriptedLM(std::vector<std::int32_t> script, std::int64_t vocab) : script_(std::move(script)), vocab_(vocab) {
     config_.eos_token_ids = {0};
   }
-  std::int64_t vocab_size() const { return static_cast<std::int64_t>(logits_.size()); }
+  std::int64_t vocab_size() const { return vocab_; }
   const sc2::ModelConfig& config() const { return config_; }
-  sc2::KvCache make_cache(std::int64_t max_context) const { return sc2::KvCache(1, 4, 1, 2, max_context > 0 ? max_context : 1000); }
-  std::span<const float> forward_last(Context&, std::span<const std::int32_t> ids, sc2::KvCache& cache) {
-    cache.check_room(static_cast<std::int64_t>(ids.size()));
-    cache.advance(static_cast<std::int64_t>(ids.size()));
-    std::fill(logits_.begin(), logits_.end(), 0.0f);
-    const std::int32_t next = step_ < script_.size() ? script_[step_] : 0;
-    ++step_;
-    logits_[static_cast<std::size_t>(next)] = 10.0f;
-    return logits_;
+  std::int64_t max_chunk_tokens() const { return 64; }
+  Backbone backbone() const { return {}; }
+  Pool make_kv_pool(const sc2::KvPoolOptions& options, std::int64_t max_context) const {
+    return Pool(backbone().kv_shape(max_context), options);
+  }
+  Work make_workspace(const sc2::WorkspaceOptions& options, const Pool&) const { return Work({1, 1, 1, 1, 1, 1, 1}, options); }
+  sc2::Matrix<const float, sc2::Host> forward(Context& ctx, Work&, Pool& pool, const sc2::Batch& batch) const {
+    logits_.assign(static_cast<std::size_t>(batch.logit_rows() * vocab_), 0.0f);
+    std::int64_t row = 0;
+    for (const auto& chunk : batch.chunks()) {
+      pool.prepare(ctx, chunk.sequence, static_cast<std::int64_t>(chunk.ids.size()));
+      pool.advance(chunk.sequence, static_cast<std::int64_t>(chunk.ids.size()));
+      if (chunk.logits == sc2::LogitRows::none) continue;
+      const std::int32_t next = step_ < script_.size() ? script_[step_] : 0;
+      ++step_;
+      logits_[static_cast<std::size_t>(row++ * vocab_ + next)] = 10.0f;
+    }
+    return {logits_.data(), {row, vocab_}};
   }
 
 private:
   std::vector<std::int32_t> script_;
-  std::vector<float> logits_;
-  std::size_t step_ = 0;
+  std::int64_t vocab_;
+  mutable std::vector<float> logits_;
+  mutable std::size_t step_ = 0;
   sc2::ModelConfig config_;
 };
 

@@ -4,6 +4,7 @@
 #include "support.hpp"
 
 #include <sc2/io/safetensors.hpp>
+#include <sc2/backends/cpu.hpp>
 #include <sc2/models/causal_lm.hpp>
 
 #include <filesystem>

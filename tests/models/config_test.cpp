@@ -2,6 +2,7 @@
 
 #include "support.hpp"
 
+#include <sc2/backends/cpu.hpp>
 #include <sc2/models/causal_lm.hpp>
 #include <sc2/models/config.hpp>
 

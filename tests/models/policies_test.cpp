@@ -15,8 +15,9 @@ struct PartialRotaryConfig : sc2::ModelConfig {
 struct ReluMlp : sc2::policy::GeluTanhMlp {
   static constexpr std::string_view hidden_act = "gelu_pytorch_tanh";  // reads the same checkpoints
   static inline int calls = 0;
-  template <class Ctx>
-  static void forward(Ctx& ctx, sc2::MatrixView out, sc2::ConstMatrixView in, const Weights& w, std::span<float> scratch) {
+  template <sc2::ExecutionContext Ctx>
+  static void forward(Ctx& ctx, sc2::MatrixView out, sc2::ConstMatrixView in, const Weights<sc2::Host>& w,
+                      sc2::Vector<float, sc2::Host> scratch) {
     ++calls;
     sc2::MatrixView hidden(scratch.data(), {in.extent(0), w.c_fc.weight.rows});
     sc2::ops::linear(ctx, hidden, in, w.c_fc.weight, w.c_fc.bias);

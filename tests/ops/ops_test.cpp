@@ -4,10 +4,13 @@
 #include "linear_check.hpp"
 #include "support.hpp"
 
-#include <sc2/backends/eigen.hpp>
-#include <sc2/models/kv_cache.hpp>
+#include "paged_plan.hpp"
 
+#include <sc2/backends/cpu.hpp>
+
+#include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -33,13 +36,13 @@ Weights random_weights(sc2::DType dtype, std::int64_t rows, std::int64_t cols, s
   Weights w;
   w.full = random_floats(static_cast<std::size_t>(rows * cols), rng, 0.5f);
   if (dtype == sc2::DType::f32) {
-    w.matrix = {dtype, w.full.data(), rows, cols};
+    w.matrix = {dtype, sc2::WeightLayout::row_major, w.full.data(), rows, cols};
     return w;
   }
   w.half.resize(w.full.size());
   for (std::size_t i = 0; i < w.full.size(); ++i)
     w.half[i] = dtype == sc2::DType::bf16 ? sc2::bf16::round(w.full[i]).bits : sc2::f16::round(w.full[i]).bits;
-  w.matrix = {dtype, w.half.data(), rows, cols};
+  w.matrix = {dtype, sc2::WeightLayout::row_major, w.half.data(), rows, cols};
   return w;
 }
 
@@ -51,20 +54,21 @@ TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops]
     sc2::CpuContext ctx(2);
     ctx.set_isa(isa);
     for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
-      // Tokens cover every tail of the 4-token tile (decode) and of the 6-token packed tile
-      // (prefill); rows cover the 3-row tile tails, the 48-row block, the 16-row panel tails
-      // and the 128-row packed block; K covers the 8-wide vector tail and the 256 and 512 K blocks.
+      // Tokens cover every tail of the 6-token tile, read directly (decode) and through the
+      // widened blocks (prefill); rows cover the 16-row panel tails, the 32-row AVX-512 tile and
+      // the 128-row block; K covers the 256-step K blocks and their tails.
       for (const std::int64_t T : {1, 2, 3, 4, 5, 6, 7, 9, 13}) {
         for (const std::int64_t N : {1, 2, 5, 16, 50, 161}) {
           for (const std::int64_t K : {3, 8, 17, 64, 260, 520, 1030}) {
             Weights w = random_weights(dtype, N, K, rng);
+            const sc2::OwnedWeight<sc2::Host> packed = sc2::cpu::pack_weight(ctx, w.matrix, dtype);
             const auto x = random_floats(static_cast<std::size_t>(T * K), rng);
             const auto bias = random_floats(static_cast<std::size_t>(N), rng);
             std::vector<float> got(static_cast<std::size_t>(T * N)), want(got.size());
             sc2::ConstMatrixView in(x.data(), {T, K});
             for (bool with_bias : {false, true}) {
               std::span<const float> b = with_bias ? std::span<const float>(bias) : std::span<const float>();
-              sc2::ops::linear(ctx, sc2::MatrixView(got.data(), {T, N}), in, w.matrix, b);
+              sc2::ops::linear(ctx, sc2::MatrixView(got.data(), {T, N}), in, packed.view, b);
               sc2::ops::reference::linear(sc2::MatrixView(want.data(), {T, N}), in, w.matrix, b);
               INFO(sc2::cpu::isa_name(isa) << " " << sc2::dtype_name(dtype) << " T=" << T << " N=" << N << " K=" << K);
               // Float accumulation of K products of magnitude ~0.5: error grows like sqrt(K) ulps.
@@ -73,6 +77,54 @@ TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops]
           }
         }
       }
+    }
+  }
+}
+
+TEST_CASE("a row of linear's output has the same bits whatever the other rows", "[ops][linear][invariance]") {
+  // The property batching rests on: row t of in · Wᵀ does not depend on T or on t.
+  std::mt19937 rng(5);
+  for (const auto isa : sc2::test::supported_isas()) {
+    sc2::CpuContext ctx(2);
+    ctx.set_isa(isa);
+    for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
+      const std::int64_t N = 70, K = 600, T = 19;
+      Weights w = random_weights(dtype, N, K, rng);
+      const auto packed = sc2::cpu::pack_weight(ctx, w.matrix, dtype);
+      const auto x = random_floats(static_cast<std::size_t>(T * K), rng);
+      const auto bias = random_floats(static_cast<std::size_t>(N), rng);
+      std::vector<float> all(static_cast<std::size_t>(T * N));
+      sc2::ops::linear(ctx, sc2::MatrixView(all.data(), {T, N}), sc2::ConstMatrixView(x.data(), {T, K}), packed.view,
+                       std::span<const float>(bias));
+      for (const std::int64_t rows : {1, 2, 5, 6, 7, 12}) {
+        for (std::int64_t first = 0; first + rows <= T; first += 4) {
+          std::vector<float> part(static_cast<std::size_t>(rows * N));
+          sc2::ops::linear(ctx, sc2::MatrixView(part.data(), {rows, N}),
+                           sc2::ConstMatrixView(x.data() + first * K, {rows, K}), packed.view,
+                           std::span<const float>(bias));
+          INFO(sc2::cpu::isa_name(isa) << " " << sc2::dtype_name(dtype) << " rows " << first << ".." << first + rows);
+          CHECK(std::memcmp(part.data(), all.data() + first * N, part.size() * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("packed weights hold every element where the layout says", "[ops][linear]") {
+  std::mt19937 rng(9);
+  sc2::CpuContext ctx(2);
+  for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
+    Weights w = random_weights(dtype, 37, 21, rng);
+    for (const auto to : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
+      const auto packed = sc2::cpu::pack_weight(ctx, w.matrix, to);
+      CHECK(packed.view.stored_rows() == 48);
+      for (std::int64_t r = 0; r < 37; ++r)
+        for (std::int64_t c = 0; c < 21; ++c) {
+          const float v = w.matrix.at(r, c);
+          const float want = to == sc2::DType::f32 ? v : to == sc2::DType::bf16 ? sc2::bf16::round(v).to_float()
+                                                                                  : sc2::f16::round(v).to_float();
+          CHECK(packed.view.at(r, c) == want);
+        }
     }
   }
 }
@@ -86,9 +138,13 @@ TEST_CASE("the opt-in AVX-512 BF16 prefill matches the reference on bf16 activat
 TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {
   sc2::CpuContext ctx(1);
   std::vector<float> x(6), w(6), out(4);
-  sc2::WeightMatrix m{sc2::DType::f32, w.data(), 2, 3};
-  CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {3, 2}), m),
+  sc2::WeightMatrix m{sc2::DType::f32, sc2::WeightLayout::row_major, w.data(), 2, 3};
+  const auto packed = sc2::cpu::pack_weight(ctx, m, sc2::DType::f32);
+  CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {3, 2}),
+                                     packed.view),
                     Catch::Contains("does not fit"));
+  CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {2, 3}), m),
+                    Catch::Contains("packed into panels"));
 }
 
 #if SC2_HAVE_X86_SIMD
@@ -163,8 +219,8 @@ TEST_CASE("embedding, layer norm, gelu, rope and add match their references", "[
         sc2::ConstMatrixView in(x.data(), {T, D});
 
         const auto w = random_floats(static_cast<std::size_t>(D), rng), b = random_floats(static_cast<std::size_t>(D), rng);
-        sc2::ops::layer_norm(ctx, sc2::MatrixView(got.data(), {T, D}), in, w, b, 1e-5f);
-        sc2::ops::reference::layer_norm(sc2::MatrixView(want.data(), {T, D}), in, w, b, 1e-5f);
+        sc2::ops::layer_norm(ctx, sc2::MatrixView(got.data(), {T, D}), in, std::span(w), std::span(b), 1e-5f);
+        sc2::ops::reference::layer_norm(sc2::MatrixView(want.data(), {T, D}), in, std::span(w), std::span(b), 1e-5f);
         CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 1e-5);
 
         got = x, want = x;
@@ -182,8 +238,12 @@ TEST_CASE("embedding, layer norm, gelu, rope and add match their references", "[
           Weights table = random_weights(dtype, 50, D, rng);
           std::vector<std::int32_t> ids(static_cast<std::size_t>(T));
           for (auto& id : ids) id = static_cast<std::int32_t>(rng() % 50);
-          sc2::ops::embedding(ctx, sc2::MatrixView(got.data(), {T, D}), table.matrix, ids);
+          sc2::ops::embedding(ctx, sc2::MatrixView(got.data(), {T, D}), table.matrix, std::span<const std::int32_t>(ids));
           sc2::ops::reference::embedding(sc2::MatrixView(want.data(), {T, D}), table.matrix, ids);
+          CHECK(max_abs_diff(got.data(), want.data(), got.size()) == 0.0);
+          const auto packed = sc2::cpu::pack_weight(ctx, table.matrix, dtype);  // the tied lm_head layout
+          std::fill(got.begin(), got.end(), 0.0f);
+          sc2::ops::embedding(ctx, sc2::MatrixView(got.data(), {T, D}), packed.view, std::span<const std::int32_t>(ids));
           CHECK(max_abs_diff(got.data(), want.data(), got.size()) == 0.0);
         }
       }
@@ -192,10 +252,11 @@ TEST_CASE("embedding, layer norm, gelu, rope and add match their references", "[
           const int heads = 3;
           const auto x = random_floats(static_cast<std::size_t>(T * heads * Dh), rng);
           std::vector<float> got = x, want = x;
-          std::vector<std::int64_t> positions(static_cast<std::size_t>(T));
-          for (auto& p : positions) p = static_cast<std::int64_t>(rng() % 20000);
+          std::vector<std::int32_t> positions(static_cast<std::size_t>(T));
+          for (auto& p : positions) p = static_cast<std::int32_t>(rng() % 20000);
           const sc2::ops::RotaryTable table(999999.4420358813, rotary);
-          sc2::ops::rope(ctx, sc2::TensorView<float, 3>(got.data(), {T, heads, Dh}), positions, table);
+          sc2::ops::rope(ctx, sc2::TensorView<float, 3>(got.data(), {T, heads, Dh}), std::span<const std::int32_t>(positions),
+                         table);
           sc2::ops::reference::rope(sc2::TensorView<float, 3>(want.data(), {T, heads, Dh}), positions, table);
           CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 1e-6);
           if (rotary < Dh)  // dimensions past the rotary ones pass through
@@ -221,23 +282,24 @@ TEST_CASE("rope frequencies round theta to float as transformers does", "[ops][r
 TEST_CASE("embedding rejects ids outside the vocabulary", "[ops]") {
   sc2::CpuContext ctx(1);
   std::vector<float> table(20), out(8);
-  sc2::WeightMatrix m{sc2::DType::f32, table.data(), 5, 4};
+  sc2::WeightMatrix m{sc2::DType::f32, sc2::WeightLayout::row_major, table.data(), 5, 4};
   const std::vector<std::int32_t> ids{1, 5};
-  CHECK_THROWS_WITH(sc2::ops::embedding(ctx, sc2::MatrixView(out.data(), {2, 4}), m, ids),
+  CHECK_THROWS_WITH(sc2::ops::embedding(ctx, sc2::MatrixView(out.data(), {2, 4}), m, std::span<const std::int32_t>(ids)),
                     Catch::Contains("token id 5 at position 1 is outside the vocabulary [0, 5)"));
 }
 
 namespace {
 
-/// One way to run the attention: a context (threads and SIMD path) and a chunk size.
+/// One way to run the attention: a context (threads and SIMD path), a chunk size and a page size.
 struct AttentionRun {
   sc2::CpuContext* ctx;
   std::int64_t chunk;
+  std::int64_t page_size;
 };
 
-// Runs a sequence of P tokens through the ring-buffer attention in chunks,
-// once per run, and compares the outputs (P, H·Dh) with reference attention
-// over the whole history.
+// Runs a sequence of P tokens through paged attention in chunks, once per
+// run, and compares the outputs (P, H·Dh) with reference attention over the
+// whole history; every run must also give the first run's bits on the same path.
 void check_attention_in_chunks(std::int64_t P, int H, int Hkv, int Dh, std::optional<std::int64_t> window,
                                const std::vector<AttentionRun>& runs, std::mt19937& rng) {
   const sc2::ops::AttentionShape shape{H, Hkv, Dh, 1.0f / std::sqrt(static_cast<float>(Dh))};
@@ -249,22 +311,22 @@ void check_attention_in_chunks(std::int64_t P, int H, int Hkv, int Dh, std::opti
   sc2::ops::reference::attention(sc2::MatrixView(want.data(), {P, H * Dh}), sc2::ConstMatrixView(q.data(), {P, H * Dh}),
                                  sc2::ConstMatrixView(k.data(), {P, Hkv * Dh}), sc2::ConstMatrixView(v.data(), {P, Hkv * Dh}),
                                  0, shape, mask);
-  const std::int64_t capacity = window ? *window : P;
-  for (const auto& [ctx, chunk] : runs) {
+  std::map<sc2::cpu::Isa, std::vector<float>> first_bits;
+  for (const auto& [ctx, chunk, page_size] : runs) {
+    sc2::test::PagedSequences seqs({1, Hkv, Dh, window, P}, page_size, 1, chunk);
+    const auto seq = seqs.add();
     std::vector<float> got(q.size());
-    sc2::KvCache cache(1, capacity, Hkv, Dh, P);
     for (std::int64_t s = 0; s < P; s += chunk) {
       const std::int64_t n = std::min(chunk, P - s);
-      const std::int64_t qs = H * Dh, ks = Hkv * Dh;
-      sc2::ConstMatrixView kc(k.data() + s * ks, {n, ks}), vc(v.data() + s * ks, {n, ks});
-      sc2::ops::attention(*ctx, sc2::MatrixView(got.data() + s * qs, {n, qs}),
-                          sc2::ConstMatrixView(q.data() + s * qs, {n, qs}), kc, vc, cache.ring(0), s, shape, mask);
-      cache.store(0, kc, vc);
-      cache.advance(n);
+      seqs.run(*ctx, {{seq, s, n}}, shape, mask, q.data() + s * H * Dh, k.data() + s * Hkv * Dh,
+               v.data() + s * Hkv * Dh, got.data() + s * H * Dh);
     }
     INFO(sc2::cpu::isa_name(ctx->isa()) << " threads=" << ctx->threads() << " P=" << P << " H=" << H << " Hkv=" << Hkv
-                                        << " Dh=" << Dh << " W=" << (window ? *window : -1) << " chunk=" << chunk);
+                                        << " Dh=" << Dh << " W=" << (window ? *window : -1) << " chunk=" << chunk
+                                        << " page=" << page_size);
     CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 2e-6);
+    auto [it, fresh] = first_bits.try_emplace(ctx->isa(), got);
+    if (!fresh) CHECK(std::memcmp(it->second.data(), got.data(), got.size() * sizeof(float)) == 0);
   }
 }
 
@@ -280,12 +342,13 @@ std::vector<std::unique_ptr<sc2::CpuContext>> contexts_for_every_path(int thread
 
 }  // namespace
 
-TEST_CASE("ring-buffer attention equals full attention for any chunking", "[ops][attention]") {
+TEST_CASE("paged attention equals full attention for any chunking and page size, to the bit", "[ops][attention]") {
   std::mt19937 rng(3);
   std::vector<AttentionRun> runs;
   const auto contexts = contexts_for_every_path(2);
   for (const auto& ctx : contexts)
-    for (const std::int64_t chunk : {1, 3, 5, 16, 40}) runs.push_back({ctx.get(), chunk});
+    for (const std::int64_t chunk : {1, 3, 5, 16, 40})
+      for (const std::int64_t page : {1, 4, 7, 32}) runs.push_back({ctx.get(), chunk, page});
   for (const auto& [H, Hkv] : {std::pair{2, 2}, std::pair{4, 2}, std::pair{8, 2}, std::pair{4, 1}})
     for (const int Dh : {8, 12, 64})
       for (const std::optional<std::int64_t> window : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{1},
@@ -293,21 +356,78 @@ TEST_CASE("ring-buffer attention equals full attention for any chunking", "[ops]
         check_attention_in_chunks(40, H, Hkv, Dh, window, runs, rng);
 }
 
-TEST_CASE("ring-buffer attention at model shapes: key blocks, head and dimension tails, split heads",
-          "[ops][attention]") {
-  // 300 positions cross the kernels' 128-key blocks and wrap a 264-slot ring; G ∈ {12, 5, 1}
+TEST_CASE("paged attention at model shapes: key blocks, head and dimension tails, split heads", "[ops][attention]") {
+  // 300 positions cross the kernels' 128-key blocks and a 264-position window; G ∈ {12, 5, 1}
   // and Dh ∈ {40, 128} give full and partial head and dimension tiles; with 5 threads and
   // one kv head, decode (chunks of 1) splits its 12 query heads into two groups of 6.
   std::mt19937 rng(11);
   std::vector<AttentionRun> runs;
   const auto two = contexts_for_every_path(2), five = contexts_for_every_path(5);
   for (const auto& ctx : two)
-    for (const std::int64_t chunk : {300, 97, 1}) runs.push_back({ctx.get(), chunk});
-  for (const auto& ctx : five) runs.push_back({ctx.get(), 1});
+    for (const std::int64_t chunk : {300, 97, 1}) runs.push_back({ctx.get(), chunk, chunk == 97 ? 16 : 32});
+  for (const auto& ctx : five) runs.push_back({ctx.get(), 1, 64});
   for (const auto& [H, Hkv] : {std::pair{12, 1}, std::pair{10, 2}, std::pair{3, 3}})
     for (const int Dh : {40, 128})
       for (const std::optional<std::int64_t> window : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{264}})
         check_attention_in_chunks(300, H, Hkv, Dh, window, runs, rng);
+}
+
+TEST_CASE("sequences of a batch attend only to their own pages, each with its own bits", "[ops][attention][invariance]") {
+  // Three sequences of different lengths and windows past them, run alone in chunks and
+  // then together (a decode row beside prefill chunks): every output row is the same bits.
+  std::mt19937 rng(17);
+  const int H = 6, Hkv = 2, Dh = 16;
+  const sc2::ops::AttentionShape shape{H, Hkv, Dh, 0.25f};
+  const sc2::ops::SlidingWindowMask mask{std::int64_t{9}};
+  const std::int64_t lengths[] = {23, 5, 14};
+  std::vector<std::vector<float>> q, k, v, alone;
+  for (const std::int64_t n : lengths) {
+    q.push_back(random_floats(static_cast<std::size_t>(n * H * Dh), rng));
+    k.push_back(random_floats(static_cast<std::size_t>(n * Hkv * Dh), rng));
+    v.push_back(random_floats(static_cast<std::size_t>(n * Hkv * Dh), rng));
+  }
+  for (const auto& ctx : contexts_for_every_path(2)) {
+    for (std::size_t i = 0; i < 3; ++i) {
+      sc2::test::PagedSequences one({1, Hkv, Dh, 9, 64}, 4, 1, 64);
+      const auto s = one.add();
+      alone.emplace_back(q[i].size());
+      for (std::int64_t t = 0; t < lengths[i]; ++t)
+        one.run(*ctx, {{s, t, 1}}, shape, mask, q[i].data() + t * H * Dh, k[i].data() + t * Hkv * Dh,
+                v[i].data() + t * Hkv * Dh, alone.back().data() + t * H * Dh);
+    }
+    // Together: sequence 0 in chunks of 7, sequence 1 one token at a time, sequence 2 in two halves.
+    sc2::test::PagedSequences all({1, Hkv, Dh, 9, 64}, 4, 3, 64);
+    const sc2::SequenceId ids[] = {all.add(), all.add(), all.add()};
+    std::vector<std::vector<float>> got;
+    for (std::size_t i = 0; i < 3; ++i) got.emplace_back(q[i].size());
+    std::int64_t done[3] = {0, 0, 0};
+    const std::int64_t step[3] = {7, 1, 7};
+    while (done[0] < lengths[0] || done[1] < lengths[1] || done[2] < lengths[2]) {
+      std::vector<sc2::test::PagedChunk> chunks;
+      std::vector<float> qb, kb, vb;
+      for (std::size_t i = 0; i < 3; ++i) {
+        const std::int64_t n = std::min(step[i], lengths[i] - done[i]);
+        if (n <= 0) continue;
+        chunks.push_back({ids[i], done[i], n});
+        qb.insert(qb.end(), q[i].begin() + done[i] * H * Dh, q[i].begin() + (done[i] + n) * H * Dh);
+        kb.insert(kb.end(), k[i].begin() + done[i] * Hkv * Dh, k[i].begin() + (done[i] + n) * Hkv * Dh);
+        vb.insert(vb.end(), v[i].begin() + done[i] * Hkv * Dh, v[i].begin() + (done[i] + n) * Hkv * Dh);
+      }
+      std::vector<float> out(qb.size());
+      all.run(*ctx, chunks, shape, mask, qb.data(), kb.data(), vb.data(), out.data());
+      std::int64_t row = 0;
+      for (const auto& c : chunks) {
+        const std::size_t i = static_cast<std::size_t>(c.sequence);
+        std::copy(out.begin() + row * H * Dh, out.begin() + (row + c.count) * H * Dh, got[i].begin() + done[i] * H * Dh);
+        done[i] += c.count;
+        row += c.count;
+      }
+    }
+    for (std::size_t i = 0; i < 3; ++i) {
+      INFO(sc2::cpu::isa_name(ctx->isa()) << " sequence " << i);
+      CHECK(std::memcmp(got[i].data(), alone[alone.size() - 3 + i].data(), got[i].size() * sizeof(float)) == 0);
+    }
+  }
 }
 
 TEST_CASE("the window boundary: i - j = W - 1 is visible, i - j = W is not", "[ops][attention]") {
@@ -319,23 +439,23 @@ TEST_CASE("the window boundary: i - j = W - 1 is visible, i - j = W is not", "[o
   const sc2::ops::AttentionShape shape{1, 1, 1, 1.0f};
   const sc2::ops::SlidingWindowMask mask{W};
   for (const std::int64_t chunk : {std::int64_t{1}, std::int64_t{3}, P}) {
-    for (std::int64_t j0 = 0; j0 < P; ++j0) {
-      std::vector<float> q(P, 1.0f), k(P, 0.0f), v(P, 0.0f), out(P, -1.0f);
-      v[static_cast<std::size_t>(j0)] = 1.0f;
-      sc2::KvCache cache(1, W, 1, 1, P);
-      for (std::int64_t s = 0; s < P; s += chunk) {
-        const std::int64_t n = std::min(chunk, P - s);
-        sc2::ConstMatrixView kc(k.data() + s, {n, 1}), vc(v.data() + s, {n, 1});
-        sc2::ops::attention(ctx, sc2::MatrixView(out.data() + s, {n, 1}), sc2::ConstMatrixView(q.data() + s, {n, 1}), kc,
-                            vc, cache.ring(0), s, shape, mask);
-        cache.store(0, kc, vc);
-        cache.advance(n);
-      }
-      for (std::int64_t i = 0; i < P; ++i) {
-        const std::int64_t visible = std::min(i + 1, W);
-        const bool sees_j0 = i - j0 >= 0 && i - j0 < W;
-        INFO("chunk " << chunk << " query " << i << " key " << j0);
-        CHECK(out[static_cast<std::size_t>(i)] == Approx(sees_j0 ? 1.0 / static_cast<double>(visible) : 0.0).margin(1e-7));
+    for (const std::int64_t page : {std::int64_t{1}, std::int64_t{2}, std::int64_t{4}, std::int64_t{5}}) {
+      for (std::int64_t j0 = 0; j0 < P; ++j0) {
+        std::vector<float> q(P, 1.0f), k(P, 0.0f), v(P, 0.0f), out(P, -1.0f);
+        v[static_cast<std::size_t>(j0)] = 1.0f;
+        sc2::test::PagedSequences seqs({1, 1, 1, W, P}, page, 1, P);
+        const auto s = seqs.add();
+        for (std::int64_t start = 0; start < P; start += chunk) {
+          const std::int64_t n = std::min(chunk, P - start);
+          seqs.run(ctx, {{s, start, n}}, shape, mask, q.data() + start, k.data() + start, v.data() + start,
+                   out.data() + start);
+        }
+        for (std::int64_t i = 0; i < P; ++i) {
+          const std::int64_t visible = std::min(i + 1, W);
+          const bool sees_j0 = i - j0 >= 0 && i - j0 < W;
+          INFO("chunk " << chunk << " page " << page << " query " << i << " key " << j0);
+          CHECK(out[static_cast<std::size_t>(i)] == Approx(sees_j0 ? 1.0 / static_cast<double>(visible) : 0.0).margin(1e-7));
+        }
       }
     }
   }

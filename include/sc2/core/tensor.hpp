@@ -12,11 +12,13 @@
 ///   T tokens, D hidden, H heads, Hkv kv heads, Dh head dim, F intermediate,
 ///   V vocab, W window.
 ///
-/// `WeightMatrix` is the type-erased (rows, cols) row-major matrix of weights
-/// as stored in a checkpoint: f32, bf16 or f16, read in place.
+/// `WeightView<Space>` is the type-erased (rows, cols) matrix of weights of a
+/// linear layer or an embedding: f32, bf16 or f16, in the layout its backend
+/// keeps it in (row-major as checkpoints store it, or the CPU kernels' panels).
 
 #include <sc2/core/dtype.hpp>
 #include <sc2/core/error.hpp>
+#include <sc2/core/memory.hpp>
 
 #include <array>
 #include <cstddef>
@@ -25,11 +27,6 @@
 #include <type_traits>
 
 namespace sc2 {
-
-/// Memory space tag: ordinary host memory.
-struct Host {};
-/// Memory space tag: GPU device memory.
-struct Device {};
 
 /// A strided view of `Rank` dimensions over memory it does not own.
 ///
@@ -54,6 +51,12 @@ public:
   /// A view with explicit strides (in elements).
   constexpr TensorView(T* data, const Extents& extents, const Extents& strides) noexcept
       : data_(data), extents_(extents), strides_(strides) {}
+
+  /// A rank-1 host view of a span's elements.
+  template <class U>
+    requires(Rank == 1 && std::is_same_v<Space, Host> && std::is_convertible_v<U (*)[], T (*)[]>)
+  constexpr TensorView(std::span<U> s) noexcept
+      : data_(s.data()), extents_{static_cast<std::int64_t>(s.size())}, strides_{1} {}
 
   /// A view of const elements made from a mutable one.
   template <class U>
@@ -114,6 +117,16 @@ public:
     return TensorView<T, Rank - 1, Space>(data_ + i * strides_[0], e, s);
   }
 
+  /// The elements of a contiguous rank-1 view as a span (host memory only).
+  constexpr std::span<T> span() const noexcept
+    requires(Rank == 1 && std::is_same_v<Space, Host>)
+  {
+    SC2_ASSERT(strides_[0] == 1 || extents_[0] <= 1);
+    return {data_, static_cast<std::size_t>(extents_[0])};
+  }
+  /// True when the view has no element.
+  constexpr bool empty() const noexcept { return size() == 0; }
+
   /// Row `i` of a rank-2 view with unit inner stride, as a span (host memory only).
   constexpr std::span<T> row(std::int64_t i) const noexcept
     requires(Rank == 2 && std::is_same_v<Space, Host>)
@@ -153,33 +166,70 @@ private:
 using MatrixView = TensorView<float, 2>;
 /// A read-only (rows, cols) host matrix of floats.
 using ConstMatrixView = TensorView<const float, 2>;
+/// A (rows, cols) matrix of `T` in memory space `Space`.
+template <class T, class Space> using Matrix = TensorView<T, 2, Space>;
+/// A vector of `T` in memory space `Space`.
+template <class T, class Space> using Vector = TensorView<T, 1, Space>;
 
-/// A read-only (rows, cols) row-major weight matrix in its stored dtype.
-///
-/// This is how checkpoints hold linear layers and embeddings: (out_features,
-/// in_features), f32, bf16 or f16, usually pointing into a memory-mapped file.
-struct WeightMatrix {
-  DType dtype = DType::f32;      ///< element type of `data`
-  const void* data = nullptr;    ///< first element of row 0
-  std::int64_t rows = 0;         ///< out_features (or vocabulary size for embeddings)
-  std::int64_t cols = 0;         ///< in_features (or hidden size for embeddings)
+/// How the elements of a weight matrix are laid out.
+enum class WeightLayout : std::uint8_t {
+  /// Row r, column c at r · cols + c, as checkpoints store (out_features, in_features).
+  row_major,
+  /// Panels of `kPanelRows` rows, each column-major: (r, c) at
+  /// (r / 16) · cols · 16 + c · 16 + r % 16; rows past `rows` up to the
+  /// next multiple of 16 are zero. The CPU kernels' layout: one column of a
+  /// panel is one vector of 16 rows.
+  panels16,
+};
 
-  /// Row `r` as typed pointer; `E` must match `dtype`.
+/// Rows per panel of `WeightLayout::panels16`.
+inline constexpr std::int64_t kPanelRows = 16;
+
+/// A read-only (rows, cols) weight matrix in its dtype and layout, in memory
+/// space `Space`: (out_features, in_features) of a linear layer, or
+/// (vocabulary, hidden) of an embedding.
+template <class Space = Host>
+struct WeightView {
+  DType dtype = DType::f32;                       ///< element type of `data`
+  WeightLayout layout = WeightLayout::row_major;  ///< where element (r, c) lives
+  const void* data = nullptr;                     ///< first element
+  std::int64_t rows = 0;                          ///< out_features (or vocabulary size for embeddings)
+  std::int64_t cols = 0;                          ///< in_features (or hidden size for embeddings)
+
+  /// Rows as stored: `rows`, or rounded up to whole panels.
+  std::int64_t stored_rows() const noexcept {
+    return layout == WeightLayout::panels16 ? (rows + kPanelRows - 1) / kPanelRows * kPanelRows : rows;
+  }
+  /// Elements as stored, padding included.
+  std::int64_t stored_elements() const noexcept { return stored_rows() * cols; }
+  /// Size in bytes, padding included.
+  std::size_t bytes() const noexcept { return static_cast<std::size_t>(stored_elements()) * dtype_size(dtype); }
+  /// Index of element (r, c) in `data`, in elements.
+  std::int64_t index(std::int64_t r, std::int64_t c) const noexcept {
+    SC2_ASSERT(r >= 0 && r < rows && c >= 0 && c < cols);
+    if (layout == WeightLayout::row_major) return r * cols + c;
+    return (r / kPanelRows) * cols * kPanelRows + c * kPanelRows + r % kPanelRows;
+  }
+  /// Row `r` of a row-major matrix as a typed pointer; `E` must match `dtype`.
   template <class E> const E* row(std::int64_t r) const noexcept {
-    SC2_ASSERT(dtype_v<E> == dtype && r >= 0 && r < rows);
+    SC2_ASSERT(dtype_v<E> == dtype && layout == WeightLayout::row_major && r >= 0 && r < rows);
     return static_cast<const E*>(data) + r * cols;
   }
-  /// Element (r, c) widened to float.
-  float at(std::int64_t r, std::int64_t c) const noexcept {
+  /// Element (r, c) widened to float (host memory only).
+  float at(std::int64_t r, std::int64_t c) const noexcept
+    requires HostSpace<Space>
+  {
+    const std::int64_t i = index(r, c);
     switch (dtype) {
-      case DType::f32: return row<float>(r)[c];
-      case DType::bf16: return row<bf16>(r)[c].to_float();
-      case DType::f16: return row<f16>(r)[c].to_float();
+      case DType::f32: return static_cast<const float*>(data)[i];
+      case DType::bf16: return static_cast<const bf16*>(data)[i].to_float();
+      case DType::f16: return static_cast<const f16*>(data)[i].to_float();
     }
     return 0.0f;
   }
-  /// Size in bytes.
-  std::size_t bytes() const noexcept { return static_cast<std::size_t>(rows * cols) * dtype_size(dtype); }
 };
+
+/// A weight matrix in host memory.
+using WeightMatrix = WeightView<Host>;
 
 }  // namespace sc2

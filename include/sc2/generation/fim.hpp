@@ -78,20 +78,31 @@ inline std::vector<std::int32_t> repository_prompt(const Tokenizer& tokenizer, s
   return ids;
 }
 
-/// Fills the hole between `prefix` and `suffix`: generation stops at <file_sep> or
-/// <|endoftext|> (besides the config's own stop rules) and the result's text is the
-/// middle alone.
+/// A request that fills the hole between `prefix` and `suffix`: generation stops at
+/// <file_sep> or <|endoftext|> (besides the config's own stop rules; `model_eos` are the
+/// model's end ids when the config names none) and the text is the middle alone.
+inline Request fim_request(const Tokenizer& tokenizer, std::string_view prefix, std::string_view suffix,
+                           GenerationConfig config, const std::vector<std::int32_t>& model_eos) {
+  const FimTokens t = FimTokens::from(tokenizer);
+  if (config.eos_token_ids.empty()) config.eos_token_ids = model_eos;
+  for (std::int32_t stop : {t.end_of_text, t.file_separator})
+    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), stop) == config.eos_token_ids.end())
+      config.eos_token_ids.push_back(stop);
+  Request request;
+  request.prompt = fim_prompt(tokenizer, prefix, suffix);
+  request.config = std::move(config);
+  return request;
+}
+
+/// Fills the hole between `prefix` and `suffix` (see `fim_request`).
 template <class LM>
 GenerationResult fill_in_the_middle(Generator<LM>& generator, typename LM::Context& ctx, const Tokenizer& tokenizer,
                                     std::string_view prefix, std::string_view suffix, GenerationConfig config,
                                     const StreamCallback& on_text = {}) {
-  const FimTokens t = FimTokens::from(tokenizer);
-  if (config.eos_token_ids.empty()) config.eos_token_ids = generator.model().config().eos_token_ids;
-  for (std::int32_t stop : {t.end_of_text, t.file_separator})
-    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), stop) == config.eos_token_ids.end())
-      config.eos_token_ids.push_back(stop);
-  const std::vector<std::int32_t> ids = fim_prompt(tokenizer, prefix, suffix);
-  return generator.generate(ctx, std::span<const std::int32_t>(ids), config, on_text);
+  const std::vector<int>& eos = generator.model().config().eos_token_ids;
+  const Request request =
+      fim_request(tokenizer, prefix, suffix, std::move(config), std::vector<std::int32_t>(eos.begin(), eos.end()));
+  return generator.generate(ctx, std::span<const std::int32_t>(request.prompt), request.config, on_text);
 }
 
 }  // namespace sc2

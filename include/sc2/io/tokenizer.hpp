@@ -484,19 +484,27 @@ public:
 
   /// Adds one id; returns the text it completes (often empty, at most a few characters).
   std::string step(std::int32_t id) {
-    tokenizer_->append_token_bytes(pending_, id, options_);
     std::string text;
-    const std::size_t consumed = detail::append_utf8_lossy(text, pending_, /*at_end=*/false);
-    pending_.erase(0, consumed);
+    step(id, text);
     return text;
+  }
+  /// Adds one id and appends the text it completes to `out` (no allocation once `out` has room).
+  void step(std::int32_t id, std::string& out) {
+    tokenizer_->append_token_bytes(pending_, id, options_);
+    const std::size_t consumed = detail::append_utf8_lossy(out, pending_, /*at_end=*/false);
+    pending_.erase(0, consumed);
   }
 
   /// Returns whatever is pending, an incomplete final character as U+FFFD, and starts afresh.
   std::string flush() {
     std::string text;
-    detail::append_utf8_lossy(text, pending_, /*at_end=*/true);
-    pending_.clear();
+    flush(text);
     return text;
+  }
+  /// Appends whatever is pending to `out`, as `flush()` returns it.
+  void flush(std::string& out) {
+    detail::append_utf8_lossy(out, pending_, /*at_end=*/true);
+    pending_.clear();
   }
 
   /// Bytes held back because they may be the start of a character.

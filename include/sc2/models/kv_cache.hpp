@@ -1,141 +1,84 @@
 #pragma once
 /// \file
-/// The key/value cache of one sequence: per layer, a ring of C slots.
+/// One sequence and everything it needs: the simple way to run a model.
 ///
-/// Position p lives in slot p mod C. With a sliding window W the model needs
-/// at most the last W − 1 past keys, so C = W and the memory is bounded by
-/// the window whatever the context length; without a window C is the context
-/// limit. Keys are stored after RoPE, as the reference caches them.
+/// A `KvCache` holds a KV pool with pages for one sequence (bounded by the
+/// window), that sequence, and a workspace for chunks of `max_chunk_tokens`.
+/// `CausalLM::forward_last` and `forward_all` run any number of ids through
+/// it, in chunks; the batched API (`Batch`, `KvPool`, `Workspace`, or the
+/// `Engine` of generation/) runs many sequences at once.
 ///
-///     keys, values: layers × (Hkv, C, Dh) floats
-///
-/// Head-major, so that the keys (and values) one kv head attends over are one
-/// contiguous run that the processor streams.
-///
-/// `length()` is the number of tokens the sequence has seen, which is the
-/// absolute position of the next token.
+///     sc2::KvCache cache = lm.make_cache();
+///     std::span<const float> logits = lm.forward_last(ctx, prompt_ids, cache);   // (V)
 
-#include <sc2/core/buffer.hpp>
+#include <sc2/core/context.hpp>
 #include <sc2/core/error.hpp>
-#include <sc2/core/tensor.hpp>
-#include <sc2/ops/attention.hpp>
+#include <sc2/models/batch.hpp>
+#include <sc2/models/kv_pool.hpp>
+#include <sc2/models/workspace.hpp>
 
-#include <algorithm>
 #include <cstdint>
-#include <cstring>
-#include <vector>
-
-#include <unistd.h>
 
 namespace sc2 {
 
-/// Per-layer rings of rotated keys and values for one sequence.
+/// The state of one sequence: its pages, its place in them, and a workspace.
+template <ComputeBackend Backend>
 class KvCache {
 public:
-  /// An empty cache that holds nothing.
-  KvCache() = default;
+  using Context = typename Backend::Context;
 
-  /// A cache of `layers` rings of `capacity` slots of (kv_heads, head_dim), for
-  /// sequences of at most `max_context` tokens.
-  KvCache(int layers, std::int64_t capacity, int kv_heads, int head_dim, std::int64_t max_context)
-      : layers_(layers), capacity_(capacity), kv_heads_(kv_heads), head_dim_(head_dim), max_context_(max_context) {
-    SC2_CHECK(layers > 0 && capacity > 0 && kv_heads > 0 && head_dim > 0 && max_context > 0,
-              "KvCache: layers {}, capacity {}, kv heads {}, head dim {}, context {} must all be positive", layers,
-              capacity, kv_heads, head_dim, max_context);
-    // The sizes come from config.json and the caller: refuse a product that
-    // overflows or exceeds the machine's memory before allocating anything.
-    std::size_t per_layer = 0, floats = 0;
-    const bool overflow =
-        __builtin_mul_overflow(static_cast<std::size_t>(capacity), static_cast<std::size_t>(row()), &per_layer) ||
-        __builtin_mul_overflow(per_layer, static_cast<std::size_t>(layers), &floats) ||
-        floats > physical_memory_bytes() / (2 * sizeof(float));
-    SC2_CHECK(!overflow,
-              "KvCache: {} layers × {} slots × {} kv heads × {} head dim need {:.4g} GiB for keys and values, more "
-              "than this machine's {:.4g} GiB of memory; pass a smaller max_context to make_cache()",
-              layers, capacity, kv_heads, head_dim,
-              2.0 * sizeof(float) * static_cast<double>(capacity) * static_cast<double>(row()) * layers / (1 << 30),
-              static_cast<double>(physical_memory_bytes()) / (1 << 30));
-    keys_ = Buffer<float>(floats);
-    values_ = Buffer<float>(floats);
-  }
+  /// A cache over `pool` (made for one sequence) starting at `first_position`, with `workspace`.
+  KvCache(KvPool<Backend> pool, Workspace<Backend> workspace, std::int64_t first_position = 0)
+      : pool_(std::move(pool)), workspace_(std::move(workspace)), sequence_(pool_.add(first_position)) {}
 
-  /// Bytes of physical memory of this machine (the largest size_t when unknown).
-  static std::size_t physical_memory_bytes() noexcept {
-    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return SIZE_MAX;
-    return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page);
-  }
-
-  /// Tokens seen so far: the position of the next token.
-  std::int64_t length() const noexcept { return length_; }
-  /// Number of layers.
-  int layers() const noexcept { return layers_; }
-  /// Slots per layer.
-  std::int64_t capacity() const noexcept { return capacity_; }
-  /// The most tokens a sequence may hold.
-  std::int64_t max_context() const noexcept { return max_context_; }
+  /// Tokens seen so far (from position 0): the position of the next token.
+  std::int64_t length() const { return pool_.length(sequence_); }
+  /// The most tokens the sequence may hold.
+  std::int64_t max_context() const noexcept { return pool_.max_context(); }
+  /// The position the sequence started at.
+  std::int64_t first_position() const { return pool_.first_position(sequence_); }
   /// Bytes held by keys and values.
-  std::size_t bytes() const noexcept { return (keys_.size() + values_.size()) * sizeof(float); }
+  std::size_t bytes() const noexcept { return pool_.bytes(); }
+  /// The most tokens one forward call runs.
+  std::int64_t max_chunk_tokens() const noexcept { return workspace_.options().max_tokens; }
 
-  /// The ring of layer `layer`, as the attention op reads it.
-  ops::KvRing ring(int layer) noexcept {
-    const std::int64_t offset = layer * capacity_ * row();
-    return {keys_.data() + offset, values_.data() + offset, capacity_, first_};
+  /// An `sc2::Error` unless `tokens` more tokens fit in the context.
+  void check_room(std::int64_t tokens) const {
+    SC2_CHECK(length() + tokens <= max_context(),
+              "sequence of {} tokens would exceed the context limit of {} tokens ({} already in the cache)",
+              length() + tokens, max_context(), length());
   }
-
-  /// Stores the keys and values (T, Hkv·Dh) of the tokens at positions
-  /// length() .. length()+T−1 into layer `layer`; only the last C fit.
-  void store(int layer, ConstMatrixView keys, ConstMatrixView values) {
-    const std::int64_t T = keys.extent(0);
-    SC2_ASSERT(keys.extent(1) == row() && values.extent(1) == row() && values.extent(0) == T);
-    const ops::KvRing r = ring(layer);
-    for (std::int64_t t = std::max<std::int64_t>(0, T - capacity_); t < T; ++t) {
-      const std::int64_t slot = (length_ + t) % capacity_;
-      for (int g = 0; g < kv_heads_; ++g) {
-        const std::int64_t at = (g * capacity_ + slot) * head_dim_;
-        std::memcpy(r.keys + at, keys.row(t).data() + g * head_dim_, static_cast<std::size_t>(head_dim_) * sizeof(float));
-        std::memcpy(r.values + at, values.row(t).data() + g * head_dim_,
-                    static_cast<std::size_t>(head_dim_) * sizeof(float));
-      }
+  /// Moves the sequence `tokens` positions on without computing them: their
+  /// keys and values are whatever the pages hold (for timing long contexts).
+  void skip(Context& ctx, std::int64_t tokens) {
+    check_room(tokens);
+    while (tokens > 0) {
+      const std::int64_t n = std::min(tokens, max_chunk_tokens());
+      pool_.prepare(ctx, sequence_, n);
+      pool_.advance(sequence_, n);
+      tokens -= n;
     }
   }
-
-  /// Checks that `tokens` more tokens fit in the context.
-  void check_room(std::int64_t tokens) const {
-    SC2_CHECK(length_ + tokens <= max_context_,
-              "sequence of {} tokens would exceed the context limit of {} tokens ({} already in the cache)",
-              length_ + tokens, max_context_, length_);
+  /// Forgets the sequence and starts an empty one at `first_position`; memory is kept.
+  void clear(std::int64_t first_position = 0) {
+    pool_.release(sequence_);
+    sequence_ = pool_.add(first_position);
   }
 
-  /// Records that `tokens` tokens were stored in every layer.
-  void advance(std::int64_t tokens) noexcept { length_ += tokens; }
-  /// Forgets the sequence; memory is kept for the next one.
-  void clear() noexcept { length_ = first_ = 0; }
-
-  /// Starts an empty cache's sequence at absolute position `position` instead of
-  /// 0, as a left-padded row of a batch does: its tokens keep the positions of
-  /// the padded row, and no key exists before `position`.
-  void start_at(std::int64_t position) {
-    SC2_CHECK(length_ == first_, "start_at needs an empty cache; this one holds {} tokens", length_ - first_);
-    SC2_CHECK(position >= 0 && position <= max_context_, "start position {} is outside [0, {}]", position, max_context_);
-    length_ = first_ = position;
-  }
-  /// The position the sequence started at (0 unless `start_at` moved it).
-  std::int64_t first_position() const noexcept { return first_; }
+  /// The pool.
+  KvPool<Backend>& pool() noexcept { return pool_; }
+  /// The sequence in the pool.
+  SequenceId sequence() const noexcept { return sequence_; }
+  /// The workspace.
+  Workspace<Backend>& workspace() noexcept { return workspace_; }
+  /// A batch to reuse for this sequence's chunks.
+  Batch& batch() noexcept { return batch_; }
 
 private:
-  /// Floats of one token's keys (or values): Hkv · Dh.
-  std::int64_t row() const noexcept { return std::int64_t{kv_heads_} * head_dim_; }
-
-  int layers_ = 0;
-  std::int64_t capacity_ = 0;
-  int kv_heads_ = 0;  // Hkv
-  int head_dim_ = 0;  // Dh
-  std::int64_t max_context_ = 0;
-  std::int64_t length_ = 0;
-  std::int64_t first_ = 0;
-  Buffer<float> keys_;    // layers × (Hkv, C, Dh)
-  Buffer<float> values_;  // layers × (Hkv, C, Dh)
+  KvPool<Backend> pool_;
+  Workspace<Backend> workspace_;
+  SequenceId sequence_;
+  Batch batch_;
 };
 
 }  // namespace sc2

@@ -5,22 +5,27 @@
 /// A configuration names four policy types; the model calls their hooks and
 /// knows nothing else about them:
 ///
-///   Norm        `Weights`, `load(loader, prefix, cfg)`, `forward(ctx, out, in, w, cfg)`
-///   Mlp         `Weights`, `load(...)`, `scratch_floats(cfg, T)`, `forward(ctx, out, in, w, scratch)`,
+///   Norm        `Weights<Space>`, `load(loader, prefix, cfg)`, `forward(ctx, out, in, w, cfg)`
+///   Mlp         `Weights<Space>`, `load(...)`, `scratch_floats(cfg, T)`, `forward(ctx, out, in, w, scratch)`,
 ///               `hidden_act` (the config.json activation it implements)
 ///   Positional  `State`, `make(cfg)`, `apply(ctx, state, q, k, positions)`
-///   Mask        `make(cfg)` (an `ops::AttentionMask`), `cache_capacity(cfg, max_context)`
+///   Mask        `make(cfg)` (an `ops::AttentionMask`), `window(cfg)` (the latest positions a
+///               query sees, which bounds the KV pages a sequence holds; none: all)
 ///
-/// A research variant writes its own policy with the same hooks and names it
-/// in its config; no library file changes. For example, a ReLU MLP:
+/// Weights are templated on the memory space of the backend the model runs
+/// on, and `forward` takes views of the context's space, so one policy serves
+/// the CPU and a GPU. A research variant writes its own policy with the same
+/// hooks and names it in its config; no library file changes. For example, a
+/// ReLU MLP:
 ///
 ///     struct ReluMlp : sc2::policy::GeluTanhMlp {
 ///       static constexpr std::string_view hidden_act = "relu";
-///       template <class Ctx> static void forward(Ctx& ctx, sc2::MatrixView out, sc2::ConstMatrixView in,
-///                                                const Weights& w, std::span<float> scratch) { ... }
+///       template <sc2::ExecutionContext Ctx, class W, class Scratch>
+///       static void forward(Ctx& ctx, auto out, auto in, const W& w, Scratch scratch) { ... }
 ///     };
 ///     struct MyConfig : sc2::ModelConfig { using Mlp = ReluMlp; };
 
+#include <sc2/core/context.hpp>
 #include <sc2/core/tensor.hpp>
 #include <sc2/models/weights.hpp>
 #include <sc2/ops/activation.hpp>
@@ -40,15 +45,18 @@ namespace sc2::policy {
 
 /// LayerNorm with weight and bias (torch.nn.LayerNorm), eps = norm_epsilon.
 struct LayerNorm {
-  using Weights = LayerNormWeights;
+  /// Weight and bias, both (D), in `Space`.
+  template <class Space> using Weights = LayerNormWeights<Space>;
 
   /// Loads `prefix`.weight and `prefix`.bias, both (D).
-  template <class Cfg> static Weights load(WeightLoader& loader, const std::string& prefix, const Cfg& cfg) {
+  template <class Loader, class Cfg> static auto load(Loader& loader, const std::string& prefix, const Cfg& cfg) {
     return loader.layer_norm(prefix, cfg.hidden_size);
   }
   /// out (T, D) = LayerNorm(in (T, D)).
-  template <class Ctx, class Cfg>
-  static void forward(Ctx& ctx, MatrixView out, ConstMatrixView in, const Weights& w, const Cfg& cfg) {
+  template <ExecutionContext Ctx, class Cfg>
+  static void forward(Ctx& ctx, Matrix<ActivationOf<Ctx>, SpaceOf<Ctx>> out,
+                      Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> in, const Weights<SpaceOf<Ctx>>& w,
+                      const Cfg& cfg) {
     ops::layer_norm(ctx, out, in, w.weight, w.bias, static_cast<float>(cfg.norm_epsilon));
   }
 };
@@ -58,25 +66,28 @@ struct GeluTanhMlp {
   /// The config.json `hidden_act` this policy implements.
   static constexpr std::string_view hidden_act = "gelu_pytorch_tanh";
 
-  /// c_fc (F, D) and c_proj (D, F).
-  struct Weights {
-    LinearWeights c_fc;    ///< (F, D) + (F)
-    LinearWeights c_proj;  ///< (D, F) + (D)
+  /// c_fc (F, D) and c_proj (D, F), in `Space`.
+  template <class Space> struct Weights {
+    LinearWeights<Space> c_fc;    ///< (F, D) + (F)
+    LinearWeights<Space> c_proj;  ///< (D, F) + (D)
   };
 
   /// Loads `prefix`.c_fc and `prefix`.c_proj.
-  template <class Cfg> static Weights load(WeightLoader& loader, const std::string& prefix, const Cfg& cfg) {
-    return {loader.linear(prefix + ".c_fc", cfg.intermediate_size, cfg.hidden_size, cfg.use_bias),
-            loader.linear(prefix + ".c_proj", cfg.hidden_size, cfg.intermediate_size, cfg.use_bias)};
+  template <class Loader, class Cfg> static auto load(Loader& loader, const std::string& prefix, const Cfg& cfg) {
+    using Space = typename Loader::Space;
+    return Weights<Space>{loader.linear(prefix + ".c_fc", cfg.intermediate_size, cfg.hidden_size, cfg.use_bias),
+                          loader.linear(prefix + ".c_proj", cfg.hidden_size, cfg.intermediate_size, cfg.use_bias)};
   }
-  /// Scratch floats `forward` needs for T tokens: the (T, F) hidden activation.
+  /// Scratch elements `forward` needs for T tokens: the (T, F) hidden activation.
   template <class Cfg> static std::int64_t scratch_floats(const Cfg& cfg, std::int64_t tokens) {
     return tokens * cfg.intermediate_size;
   }
-  /// out (T, D) = c_proj(gelu_tanh(c_fc(in (T, D)))).
-  template <class Ctx>
-  static void forward(Ctx& ctx, MatrixView out, ConstMatrixView in, const Weights& w, std::span<float> scratch) {
-    MatrixView hidden(scratch.data(), {in.extent(0), w.c_fc.weight.rows});  // (T, F)
+  /// out (T, D) = c_proj(gelu_tanh(c_fc(in (T, D)))); `scratch` holds scratch_floats(cfg, T) elements.
+  template <ExecutionContext Ctx>
+  static void forward(Ctx& ctx, Matrix<ActivationOf<Ctx>, SpaceOf<Ctx>> out,
+                      Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> in, const Weights<SpaceOf<Ctx>>& w,
+                      Vector<ActivationOf<Ctx>, SpaceOf<Ctx>> scratch) {
+    const Matrix<ActivationOf<Ctx>, SpaceOf<Ctx>> hidden(scratch.data(), {in.extent(0), w.c_fc.weight.rows});  // (T, F)
     ops::linear(ctx, hidden, in, w.c_fc.weight, w.c_fc.bias);
     ops::gelu_tanh(ctx, hidden);
     ops::linear(ctx, out, hidden, w.c_proj.weight, w.c_proj.bias);
@@ -91,10 +102,11 @@ struct RotaryEmbedding {
 
   /// The inverse frequencies for rope_theta over the full head_dim.
   template <class Cfg> static State make(const Cfg& cfg) { return State(cfg.rope_theta, cfg.head_dim); }
-  /// Rotates q (T, H, Dh) and k (T, Hkv, Dh) by their absolute positions.
-  template <class Ctx>
-  static void apply(Ctx& ctx, const State& state, TensorView<float, 3> q, TensorView<float, 3> k,
-                    std::span<const std::int64_t> positions) {
+  /// Rotates q (T, H, Dh) and k (T, Hkv, Dh) by their absolute positions (T).
+  template <ExecutionContext Ctx>
+  static void apply(Ctx& ctx, const State& state, TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> q,
+                    TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> k,
+                    Vector<const std::int32_t, SpaceOf<Ctx>> positions) {
     ops::rope(ctx, q, positions, state);
     ops::rope(ctx, k, positions, state);
   }
@@ -114,13 +126,11 @@ struct PartialRotaryEmbedding : RotaryEmbedding {
 /// Causal attention limited to the last `sliding_window` keys (none: plain causal).
 struct SlidingWindow {
   /// The mask of REFERENCE: key j visible to query i iff 0 <= i − j < W.
-  template <class Cfg> static ops::SlidingWindowMask make(const Cfg& cfg) {
-    if (cfg.sliding_window) return {static_cast<std::int64_t>(*cfg.sliding_window)};
-    return {std::nullopt};
-  }
-  /// KV-cache slots: the window, or the whole context when there is none.
-  template <class Cfg> static std::int64_t cache_capacity(const Cfg& cfg, std::int64_t max_context) {
-    return cfg.sliding_window ? std::min<std::int64_t>(*cfg.sliding_window, max_context) : max_context;
+  template <class Cfg> static ops::SlidingWindowMask make(const Cfg& cfg) { return {window(cfg)}; }
+  /// W: how many latest positions a query sees; none when every earlier one is visible.
+  template <class Cfg> static std::optional<std::int64_t> window(const Cfg& cfg) {
+    if (cfg.sliding_window) return static_cast<std::int64_t>(*cfg.sliding_window);
+    return std::nullopt;
   }
 };
 

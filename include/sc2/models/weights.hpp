@@ -1,139 +1,179 @@
 #pragma once
 /// \file
-/// Weight views and the loader that finds them in a checkpoint.
+/// Weights in a backend's memory, and the loader that takes them from a checkpoint.
 ///
-/// Weights are views (`WeightMatrix`, spans) into the memory-mapped
-/// safetensors files: a tensor whose dtype the kernels read (f32, bf16, f16
-/// for matrices; f32 for vectors) is used in place. Anything else (a vector
-/// in bf16, a tensor not aligned to its element size, or a requested
-/// conversion) is converted once at load into storage the loader owns. The
-/// loader checks every shape against the configuration and records which
-/// tensors were used, so unexpected tensors can be named.
+/// Loading goes one way: config.json is read first, then the checkpoint is
+/// mapped and checked once (`Checkpoint::open`, checkpoint.hpp), then the backbone and its
+/// head take their tensors through a `WeightLoader`, which checks each shape
+/// against the configuration, hands each tensor to the backend once
+/// (`upload_matrix`: the CPU packs it into its kernels' panels, a GPU copies
+/// it to device memory) and records what was used, so that unexpected tensors
+/// can be named. The weights then live in a `WeightStore` that any number of
+/// executors share; the mapping can go.
+///
+/// Matrices keep their stored dtype (f32, bf16, f16) unless a dtype is asked
+/// for; vectors (biases, norms) are float.
 
 #include <sc2/core/buffer.hpp>
+#include <sc2/core/context.hpp>
 #include <sc2/core/dtype.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
 #include <sc2/io/safetensors.hpp>
+#include <sc2/ops/copy.hpp>
 
 #include <fmt/ranges.h>
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
-#include <span>
 #include <string>
 #include <vector>
 
 namespace sc2 {
 
-/// A Linear layer: weight (out, in) and an optional bias (out).
+/// A Linear layer: weight (out, in) and an optional bias (out), in `Space`.
+template <class Space = Host>
 struct LinearWeights {
-  WeightMatrix weight;          ///< (out_features, in_features)
-  std::span<const float> bias;  ///< (out_features), empty when the layer has none
+  WeightView<Space> weight;         ///< (out_features, in_features)
+  Vector<const float, Space> bias;  ///< (out_features), empty when the layer has none
 };
 
-/// A LayerNorm: weight and bias, both (D).
+/// A LayerNorm: weight and bias, both (D), in `Space`.
+template <class Space = Host>
 struct LayerNormWeights {
-  std::span<const float> weight;  ///< (D)
-  std::span<const float> bias;    ///< (D)
+  Vector<const float, Space> weight;  ///< (D)
+  Vector<const float, Space> bias;    ///< (D)
 };
 
-/// Converted weights and the checkpoint mapping they came from, kept alive together.
-struct WeightStorage {
-  Safetensors checkpoint;                   ///< the mapped files
-  std::vector<Buffer<std::byte>> converted;  ///< tensors converted or realigned at load
+/// The memory of a model's weights in `Space`: owned here, shared by every
+/// executor of the model, immutable once loaded.
+template <class Space>
+class WeightStore {
+public:
+  /// Keeps `buffer` alive as long as the store.
+  void keep(Buffer<std::byte, Space>&& buffer) {
+    bytes_ += buffer.bytes();
+    buffers_.push_back(std::move(buffer));
+  }
+  /// Keeps `weight`'s memory and returns its view.
+  WeightView<Space> keep(OwnedWeight<Space>&& weight) {
+    keep(std::move(weight.storage));
+    return weight.view;
+  }
+  /// Bytes of all weights.
+  std::size_t bytes() const noexcept { return bytes_; }
+
+private:
+  std::vector<Buffer<std::byte, Space>> buffers_;
+  std::size_t bytes_ = 0;
 };
 
-/// Finds tensors by Hugging Face name, checks their shapes, converts where needed.
+/// Finds tensors by Hugging Face name, checks their shapes, and hands them to
+/// `Backend` through `upload_matrix(ctx, host_matrix, dtype)` (found by
+/// argument-dependent lookup in the backend's namespace).
+template <ComputeBackend Backend>
 class WeightLoader {
 public:
-  /// A loader over `storage`; `matrix_dtype` (if set) converts every matrix to that dtype.
-  explicit WeightLoader(WeightStorage& storage, std::optional<DType> matrix_dtype = std::nullopt)
-      : storage_(storage), matrix_dtype_(matrix_dtype) {}
+  using Context = typename Backend::Context;
+  using Space = typename Backend::Space;
 
+  /// A loader over the mapped `tensors` into `store`; `matrix_dtype` (if set)
+  /// converts every matrix to that dtype.
+  WeightLoader(Context& ctx, const Safetensors& tensors, WeightStore<Space>& store,
+               std::optional<DType> matrix_dtype = std::nullopt)
+      : ctx_(ctx), tensors_(tensors), store_(store), matrix_dtype_(matrix_dtype) {}
+
+  /// Calls `progress(bytes_read, bytes_total)` of the checkpoint after each tensor.
+  void on_progress(std::function<void(std::size_t, std::size_t)> progress) { progress_ = std::move(progress); }
+
+  /// The execution context uploads run on.
+  Context& context() noexcept { return ctx_; }
   /// True when the checkpoint holds `name`.
-  bool contains(const std::string& name) const { return storage_.checkpoint.find(name) != nullptr; }
+  bool contains(const std::string& name) const { return tensors_.find(name) != nullptr; }
 
-  /// The (rows, cols) matrix `name`, in place when its dtype and alignment allow.
-  WeightMatrix matrix(const std::string& name, std::int64_t rows, std::int64_t cols) {
+  /// The (rows, cols) matrix `name`, in the backend's layout and memory.
+  WeightView<Space> matrix(const std::string& name, std::int64_t rows, std::int64_t cols) {
     const TensorInfo& t = get(name, {rows, cols});
     const DType stored = *t.dtype;
-    const DType wanted = matrix_dtype_.value_or(stored);
-    const bool aligned = reinterpret_cast<std::uintptr_t>(t.bytes.data()) % dtype_size(stored) == 0;
-    WeightMatrix m{stored, t.bytes.data(), rows, cols};
-    if (wanted != stored || !aligned) m = WeightMatrix{wanted, convert(t, wanted), rows, cols};
-    return m;
+    WeightMatrix host{stored, WeightLayout::row_major, t.bytes.data(), rows, cols};
+    // A tensor not aligned to its element size is copied to aligned memory first.
+    Buffer<std::byte> aligned;
+    if (reinterpret_cast<std::uintptr_t>(t.bytes.data()) % dtype_size(stored) != 0) {
+      aligned = Buffer<std::byte>(t.bytes.size());
+      std::memcpy(aligned.data(), t.bytes.data(), t.bytes.size());
+      host.data = aligned.data();
+    }
+    return store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(stored)));
   }
 
-  /// The float vector `name` of `size` elements (converted when stored otherwise).
-  std::span<const float> vector(const std::string& name, std::int64_t size) {
+  /// The vector `name` of `size` elements, as float in the backend's memory.
+  Vector<const float, Space> vector(const std::string& name, std::int64_t size) {
     const TensorInfo& t = get(name, {size});
-    const bool in_place = *t.dtype == DType::f32 && reinterpret_cast<std::uintptr_t>(t.bytes.data()) % 4 == 0;
-    const void* data = in_place ? static_cast<const void*>(t.bytes.data()) : convert(t, DType::f32);
-    return {static_cast<const float*>(data), static_cast<std::size_t>(size)};
+    std::vector<float> host(static_cast<std::size_t>(size));
+    for (std::int64_t i = 0; i < size; ++i) host[static_cast<std::size_t>(i)] = element(t, i);
+    Buffer<std::byte, Space> buffer(static_cast<std::size_t>(size) * sizeof(float));
+    const Vector<float, Space> dst(reinterpret_cast<float*>(buffer.data()), {size});
+    ops::copy(ctx_, dst, Vector<const float, Host>(std::span<const float>(host)));
+    store_.keep(std::move(buffer));
+    return dst;
   }
 
   /// A Linear layer `prefix`.weight (out, in) and, when `bias`, `prefix`.bias (out).
-  LinearWeights linear(const std::string& prefix, std::int64_t out, std::int64_t in, bool bias) {
-    LinearWeights w{matrix(prefix + ".weight", out, in), {}};
+  LinearWeights<Space> linear(const std::string& prefix, std::int64_t out, std::int64_t in, bool bias) {
+    LinearWeights<Space> w{matrix(prefix + ".weight", out, in), {}};
     if (bias) w.bias = vector(prefix + ".bias", out);
     return w;
   }
 
   /// A LayerNorm `prefix`.weight and `prefix`.bias, both (size).
-  LayerNormWeights layer_norm(const std::string& prefix, std::int64_t size) {
+  LayerNormWeights<Space> layer_norm(const std::string& prefix, std::int64_t size) {
     return {vector(prefix + ".weight", size), vector(prefix + ".bias", size)};
   }
 
   /// Names of the checkpoint's tensors that no load call used and `ignored` does not accept.
   template <class Pred> std::vector<std::string> unused(Pred&& ignored) const {
     std::vector<std::string> out;
-    for (const auto& name : storage_.checkpoint.names())
+    for (const auto& name : tensors_.names())
       if (!used_.contains(name) && !ignored(name)) out.push_back(name);
     return out;
   }
 
 private:
   const TensorInfo& get(const std::string& name, std::vector<std::int64_t> shape) {
-    const TensorInfo& t = storage_.checkpoint.at(name);
+    const TensorInfo& t = tensors_.at(name);
     SC2_CHECK(t.shape == shape, "tensor '{}' in '{}' has shape [{}], expected [{}] from config.json", name,
               t.file.string(), fmt::join(t.shape, ", "), fmt::join(shape, ", "));
     SC2_CHECK(t.dtype.has_value(), "tensor '{}' in '{}' has dtype {}; weights must be F32, BF16 or F16", name,
               t.file.string(), t.dtype_name);
     used_.insert(name);
+    read_ += t.bytes.size();
+    if (progress_) progress_(read_, tensors_.total_bytes());
     return t;
   }
 
-  const void* convert(const TensorInfo& t, DType to) {
-    const std::int64_t n = t.numel();
-    Buffer<std::byte> out(static_cast<std::size_t>(n) * dtype_size(to));
+  // Element i of a tensor, widened to float (any alignment).
+  static float element(const TensorInfo& t, std::int64_t i) {
     const std::byte* src = t.bytes.data();
-    auto element = [&](std::int64_t i) -> float {
-      switch (*t.dtype) {
-        case DType::f32: { float v; std::memcpy(&v, src + 4 * i, 4); return v; }
-        case DType::bf16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); return bf16::from_bits(b).to_float(); }
-        case DType::f16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); return f16::from_bits(b).to_float(); }
-      }
-      return 0.0f;
-    };
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float v = element(i);
-      switch (to) {
-        case DType::f32: reinterpret_cast<float*>(out.data())[i] = v; break;
-        case DType::bf16: reinterpret_cast<bf16*>(out.data())[i] = bf16::round(v); break;
-        case DType::f16: reinterpret_cast<f16*>(out.data())[i] = f16::round(v); break;
-      }
+    switch (*t.dtype) {
+      case DType::f32: { float v; std::memcpy(&v, src + 4 * i, 4); return v; }
+      case DType::bf16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); return bf16::from_bits(b).to_float(); }
+      case DType::f16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); return f16::from_bits(b).to_float(); }
     }
-    storage_.converted.push_back(std::move(out));
-    return storage_.converted.back().data();
+    return 0.0f;
   }
 
-  WeightStorage& storage_;
+  Context& ctx_;
+  const Safetensors& tensors_;
+  WeightStore<Space>& store_;
   std::optional<DType> matrix_dtype_;
   std::set<std::string> used_;
+  std::size_t read_ = 0;
+  std::function<void(std::size_t, std::size_t)> progress_;
 };
 
 }  // namespace sc2

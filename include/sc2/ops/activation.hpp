@@ -6,6 +6,7 @@
 ///
 /// x (T, F). This is torch's `gelu(approximate="tanh")`, not the erf GELU.
 
+#include <sc2/core/context.hpp>
 #include <sc2/core/tensor.hpp>
 
 #include <cmath>
@@ -21,7 +22,10 @@ inline float gelu_tanh(float x) noexcept {
 }
 
 /// Applies gelu_pytorch_tanh to every element of `x` (T, F).
-template <class Context> void gelu_tanh(Context& ctx, MatrixView x) { run_gelu_tanh(ctx, x); }
+template <ExecutionContext Ctx> void gelu_tanh(Ctx& ctx, Matrix<ActivationOf<Ctx>, SpaceOf<Ctx>> x) {
+  SC2_CHECK(x.stride(1) == 1, "gelu_tanh: rows must be contiguous");
+  run_gelu_tanh(ctx, x);
+}
 
 namespace reference {
 /// Plain element-wise GELU (tanh form) in double.

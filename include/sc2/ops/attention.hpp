@@ -1,10 +1,11 @@
 #pragma once
 /// \file
 /// Grouped-query attention with a causal (optionally sliding-window) mask over
-/// a ring-buffer KV cache.
+/// the pages of a KV pool, for a ragged batch of sequences.
 ///
-/// For query token t at absolute position i and query head h, with kv head
-/// g = h / (H / Hkv) and the visible keys j in [first_visible(i), i]:
+/// For row t of entry b at absolute position i and query head h, with kv head
+/// g = h / (H / Hkv) and the visible keys j in [lo(i), i] of b's sequence,
+/// lo(i) = max(first_visible(i), first_position):
 ///
 ///     s_j      = (q[t, h] · k[j, g]) · scale            scale = 1/√Dh
 ///     p        = softmax_j(s)                           in float
@@ -13,18 +14,21 @@
 /// The sliding-window mask of StarCoder2 makes key j visible to query i iff
 /// 0 <= i − j < W, so first_visible(i) = max(0, i − W + 1); with no window it
 /// is 0 (plain causal). Positions are absolute, so the same rule holds in
-/// prefill, chunked prefill and one-token decode.
+/// prefill, chunked prefill, decode and any mix of them in one batch.
 ///
-/// Shapes: q, out (T, H·Dh); k, v of the new tokens (T, Hkv·Dh) at positions
-/// start .. start+T−1; the ring holds the past: slot p mod C has position p
-/// for the last min(start − first, C) positions before `start`, C being its
-/// capacity (the window W for windowed models). A sequence may begin at a
-/// position `first` > 0 (a left-padded row): keys before it do not exist. The new tokens' keys are read from
-/// k and v, not from the ring, so a chunk of any length sees exactly the keys
-/// the reference sees even where it overwrites ring slots afterwards.
+/// Shapes: q, out (T, H·Dh); the layer's pages (pages, Hkv, P, Dh); the plan
+/// (see batch_plan.hpp). The chunk's own keys and values are in the pages
+/// already (`kv_append` runs first), so every key comes from a page. Pages are
+/// aligned to absolute positions, so the keys a query sees fall into the same
+/// runs whatever chunk the query came in: results do not depend on chunking.
+///
+/// `kv_append` writes the rotated keys k (T, Hkv·Dh) and the values v of each
+/// row into the slot of its position in its entry's pages.
 
+#include <sc2/core/context.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
+#include <sc2/ops/batch_plan.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -43,14 +47,6 @@ struct AttentionShape {
   float scale = 0.0f;  ///< multiplier of q·k, 1/√Dh for StarCoder2
 };
 
-/// The past keys and values of one layer: a ring of `capacity` slots.
-struct KvRing {
-  float* keys = nullptr;        ///< (Hkv, capacity, Dh): each kv head's keys contiguous
-  float* values = nullptr;      ///< (Hkv, capacity, Dh)
-  std::int64_t capacity = 0;    ///< C: slots; position p lives in slot p mod C
-  std::int64_t first = 0;       ///< the sequence's first position: earlier ones hold no key
-};
-
 /// A mask policy: the keys visible to query position i are [first_visible(i), i].
 template <class M>
 concept AttentionMask = requires(const M& mask, std::int64_t i) {
@@ -67,31 +63,66 @@ struct SlidingWindowMask {
   }
 };
 
-/// Attention of the new tokens' queries over the past (ring) and new keys.
-template <AttentionMask Mask, class Context>
-void attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixView k, ConstMatrixView v,
-               const KvRing& past, std::int64_t start, const AttentionShape& shape, const Mask& mask) {
+namespace detail {
+/// Checks the plan against the pages it names (host plans only): every row's
+/// visible keys and its own slot lie in pages its entry lists.
+template <AttentionMask Mask>
+void check_plan(const BatchView<Host>& plan, std::int64_t pool_pages, const Mask& mask) {
+  SC2_CHECK(plan.row_entry.extent(0) == plan.rows() && plan.page_size > 0, "batch plan: {} rows but {} row entries",
+            plan.rows(), plan.row_entry.extent(0));
+  for (std::int64_t b = 0; b < plan.sequences(); ++b) {
+    const BatchEntry& e = plan.entries(b);
+    SC2_CHECK(e.rows > 0 && e.first_row >= 0 && e.first_row + e.rows <= plan.rows() && e.start >= e.first_position &&
+                  e.page_offset >= 0 && e.page_offset + e.pages <= plan.page_table.extent(0),
+              "batch plan: entry {} (rows {}..{}, start {}) does not fit the batch", b, e.first_row,
+              e.first_row + e.rows, e.start);
+    const std::int64_t lo = std::max<std::int64_t>(mask.first_visible(e.start), e.first_position);
+    const std::int64_t last = std::int64_t{e.start} + e.rows - 1;
+    SC2_CHECK(lo / plan.page_size >= e.first_page && last / plan.page_size < e.first_page + e.pages,
+              "batch plan: entry {} reads positions {}..{} but lists pages {}..{} of {} positions", b, lo, last,
+              e.first_page, e.first_page + e.pages - 1, plan.page_size);
+    for (std::int64_t n = lo / plan.page_size; n <= last / plan.page_size; ++n) {
+      const std::int32_t page = plan.page_table(e.page_offset + n - e.first_page);
+      SC2_CHECK(page >= 0 && page < pool_pages, "batch plan: entry {} has no page for logical page {}", b, n);
+    }
+  }
+}
+}  // namespace detail
+
+/// Writes each row's keys and values (T, Hkv·Dh) into its slot of the layer's pages.
+template <ExecutionContext Ctx, class Kv>
+void kv_append(Ctx& ctx, const KvLayer<Kv, SpaceOf<Ctx>>& layer, Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> k,
+               Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> v, const BatchView<SpaceOf<Ctx>>& plan) {
+  const std::int64_t width = std::int64_t{layer.kv_heads} * layer.head_dim;
+  SC2_CHECK(k.extent(0) == plan.rows() && v.extent(0) == plan.rows() && k.extent(1) == width && v.extent(1) == width &&
+                k.stride(1) == 1 && v.stride(1) == 1 && plan.page_size == layer.page_size,
+            "kv_append: k ({}, {}) and v ({}, {}) must be ({}, {})", k.extent(0), k.extent(1), v.extent(0),
+            v.extent(1), plan.rows(), width);
+  run_kv_append(ctx, layer, k, v, plan);
+}
+
+/// Attention of every row's queries over its own sequence's keys in the pages.
+template <ExecutionContext Ctx, class Kv, AttentionMask Mask>
+void attention(Ctx& ctx, Matrix<ActivationOf<Ctx>, SpaceOf<Ctx>> out, Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> q,
+               const KvLayer<Kv, SpaceOf<Ctx>>& layer, const BatchView<SpaceOf<Ctx>>& plan,
+               const AttentionShape& shape, const Mask& mask) {
   const std::int64_t T = q.extent(0), H = shape.heads, Hkv = shape.kv_heads, Dh = shape.head_dim;
   SC2_CHECK(H > 0 && Hkv > 0 && H % Hkv == 0, "attention: {} heads are not a multiple of {} kv heads", H, Hkv);
-  SC2_CHECK(q.extent(1) == H * Dh && out.extent(0) == T && out.extent(1) == H * Dh,
-            "attention: q ({}, {}) / out ({}, {}) do not match {} heads of {}", q.extent(0), q.extent(1),
-            out.extent(0), out.extent(1), H, Dh);
-  SC2_CHECK(k.extent(0) == T && v.extent(0) == T && k.extent(1) == Hkv * Dh && v.extent(1) == Hkv * Dh,
-            "attention: k/v must be ({}, {})", T, Hkv * Dh);
-  SC2_CHECK(start >= 0 && past.capacity > 0, "attention: bad start {} or cache capacity {}", start, past.capacity);
-  for (std::int64_t t = 0; t < T; ++t) {
-    const std::int64_t i = start + t;
-    const std::int64_t needed = std::max(mask.first_visible(i), past.first);
-    SC2_CHECK(needed >= std::max<std::int64_t>(past.first, start - past.capacity) && start >= past.first,
-              "attention: position {} needs key {} but the cache holds only the last {} positions", i, needed,
-              past.capacity);
-  }
-  run_attention(ctx, out, q, k, v, past, start, shape, mask);
+  SC2_CHECK(q.extent(1) == H * Dh && out.extent(0) == T && out.extent(1) == H * Dh && T == plan.rows() &&
+                q.stride(1) == 1 && out.stride(1) == 1,
+            "attention: q ({}, {}) / out ({}, {}) do not match {} rows of {} heads of {}", q.extent(0), q.extent(1),
+            out.extent(0), out.extent(1), plan.rows(), H, Dh);
+  SC2_CHECK(layer.kv_heads == Hkv && layer.head_dim == Dh && layer.page_size == plan.page_size,
+            "attention: the KV pool holds {} kv heads of {} in pages of {}, the layer needs {} of {} in pages of {}",
+            layer.kv_heads, layer.head_dim, layer.page_size, Hkv, Dh, plan.page_size);
+  if constexpr (HostSpace<SpaceOf<Ctx>>) detail::check_plan(plan, layer.pages, mask);
+  run_attention(ctx, out, q, layer, plan, shape, mask);
 }
 
 namespace reference {
-/// Plain attention over the full key/value history (no ring): keys, values
-/// (P, Hkv·Dh) for positions 0..P−1; q, out (T, H·Dh) at positions start...
+/// Plain attention over the full key/value history of one sequence (no
+/// pages): keys, values (P, Hkv·Dh) for positions 0..P−1; q, out (T, H·Dh)
+/// at positions start...
 template <AttentionMask Mask>
 void attention(MatrixView out, ConstMatrixView q, ConstMatrixView keys, ConstMatrixView values, std::int64_t start,
                const AttentionShape& shape, const Mask& mask) {

@@ -4,10 +4,12 @@
 ///
 ///     out[t, :] = table[ids[t], :]            out (T, D), table (V, D), ids (T)
 ///
-/// The table keeps its stored dtype (f32, bf16, f16); rows are widened to
-/// float as they are copied. An id outside [0, V) is an `sc2::Error` naming
-/// the id and the vocabulary size: ids come from users.
+/// The table keeps its dtype (f32, bf16, f16) and its backend's layout; rows
+/// are widened to float as they are copied. An id outside [0, V) is an
+/// `sc2::Error` naming the id and the vocabulary size: ids come from users,
+/// and they are checked on the host before they reach a backend.
 
+#include <sc2/core/context.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
 
@@ -23,12 +25,15 @@ inline void check_token_ids(std::span<const std::int32_t> ids, std::int64_t voca
               ids[t], t, vocab_size);
 }
 
-/// Gathers the rows of `table` named by `ids` into `out` (T, D).
-template <class Context>
-void embedding(Context& ctx, MatrixView out, const WeightMatrix& table, std::span<const std::int32_t> ids) {
-  SC2_CHECK(out.extent(0) == static_cast<std::int64_t>(ids.size()) && out.extent(1) == table.cols,
-            "embedding: output is ({}, {}), expected ({}, {})", out.extent(0), out.extent(1), ids.size(), table.cols);
-  check_token_ids(ids, table.rows);
+/// Gathers the rows of `table` named by `ids` (T) into `out` (T, D). The ids
+/// must have passed `check_token_ids` (they may live in device memory).
+template <ExecutionContext Ctx>
+void embedding(Ctx& ctx, Matrix<ActivationOf<Ctx>, SpaceOf<Ctx>> out, const WeightView<SpaceOf<Ctx>>& table,
+               Vector<const std::int32_t, SpaceOf<Ctx>> ids) {
+  SC2_CHECK(out.extent(0) == ids.extent(0) && out.extent(1) == table.cols && ids.stride(0) == 1,
+            "embedding: output is ({}, {}), expected ({}, {})", out.extent(0), out.extent(1), ids.extent(0),
+            table.cols);
+  if constexpr (HostSpace<SpaceOf<Ctx>>) check_token_ids(ids.span(), table.rows);
   run_embedding(ctx, out, table, ids);
 }
 

@@ -10,12 +10,14 @@
 ///     x'[i + R/2] = x[i + R/2] · cos(angle) + x[i] · sin(angle)
 ///     x'[d]       = x[d]                               d in [R, Dh)
 ///
-/// x (T, heads, Dh) in place; positions (T), absolute token indices. As in
+/// x (T, heads, Dh) in place; positions (T), absolute token indices (each
+/// row of a batch has its own). As in
 /// transformers, theta is rounded to float before the power, and inv_freq,
 /// the angle, cos and sin are float values (cos and sin are the correctly
 /// rounded float of the float angle). Precomputing inv_freq once per model is
 /// the `RotaryTable`.
 
+#include <sc2/core/context.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
 
@@ -58,11 +60,12 @@ private:
   std::vector<float> inv_freq_;  // (R/2)
 };
 
-/// Rotates every head of every token of `x` (T, heads, Dh) by its position.
-template <class Context>
-void rope(Context& ctx, TensorView<float, 3> x, std::span<const std::int64_t> positions, const RotaryTable& table) {
-  SC2_CHECK(x.extent(0) == static_cast<std::int64_t>(positions.size()),
-            "rope: {} tokens but {} positions", x.extent(0), positions.size());
+/// Rotates every head of every token of `x` (T, heads, Dh) by its position (T).
+template <ExecutionContext Ctx>
+void rope(Ctx& ctx, TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> x, Vector<const std::int32_t, SpaceOf<Ctx>> positions,
+          const RotaryTable& table) {
+  SC2_CHECK(x.extent(0) == positions.extent(0) && positions.stride(0) == 1, "rope: {} tokens but {} positions",
+            x.extent(0), positions.extent(0));
   SC2_CHECK(table.rotary_dim() <= x.extent(2) && x.stride(2) == 1,
             "rope: rotary dim {} exceeds head dim {}", table.rotary_dim(), x.extent(2));
   run_rope(ctx, x, positions, table);
@@ -70,7 +73,7 @@ void rope(Context& ctx, TensorView<float, 3> x, std::span<const std::int64_t> po
 
 namespace reference {
 /// Plain rotation of each head, the definition the backends are tested against.
-inline void rope(TensorView<float, 3> x, std::span<const std::int64_t> positions, const RotaryTable& table) {
+inline void rope(TensorView<float, 3> x, std::span<const std::int32_t> positions, const RotaryTable& table) {
   const std::int64_t half = table.rotary_dim() / 2;
   for (std::int64_t t = 0; t < x.extent(0); ++t)
     for (std::int64_t i = 0; i < half; ++i) {

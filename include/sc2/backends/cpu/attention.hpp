@@ -1,25 +1,32 @@
 #pragma once
 /// \file
-/// CPU grouped-query attention over a ring-buffer KV cache.
+/// CPU grouped-query attention over the pages of a KV pool, and `kv_append`.
 ///
-/// For query token t at position i and query head h, with visible keys j ∈ [lo, i]:
+/// For row t at position i and query head h, with visible keys j ∈ [lo, i]:
 ///   s_j = scale · q_h · k_j,   p = softmax(s),   out_h = Σ_j p_j · v_j.
-///   q, out: (T, H·Dh)   k, v: (T, Hkv·Dh)   ring: (Hkv, C, Dh)
-/// Work items are (token, kv head) pairs, split over the threads. An item
-/// takes the G = H/Hkv query heads that share one kv head, computes their
-/// scores against every visible key (at most two contiguous segments of the
-/// ring, then the chunk's own keys), a float softmax per head, and the
-/// weighted sum of the values. Keys and values are read once per item for
-/// all G heads, in blocks that stay in L2 while every head passes over them;
-/// the AVX2 kernels are register tiles of 6 heads × 2 keys (scores) and
-/// 6 heads × 16 floats (outputs), so each key or value chunk is loaded once
-/// for 6 heads. Scores live in per-thread scratch of the context.
+///   q, out: (T, H·Dh)   pages: (pages, Hkv, P, Dh)
+/// Work items are (row, kv head) pairs, split over the threads. An item takes
+/// the G = H/Hkv query heads that share one kv head, computes their scores
+/// against every visible key (runs of consecutive positions, one per page),
+/// a float softmax per head, and the weighted sum of the values. Keys and
+/// values are read once per item for all G heads, in blocks that stay in L2
+/// while every head passes over them; the AVX2 kernels are register tiles of
+/// 6 heads × 2 keys (scores) and 6 heads × 16 floats (outputs), so each key or
+/// value chunk is loaded once for 6 heads. Scores live in per-thread scratch
+/// of the context.
+///
+/// A row's result depends only on its query and its keys: a score is reduced
+/// by the same tree whichever tile computes it, the softmax runs over the
+/// keys lo..i in order, and the values are summed in key order. So it is the
+/// same bits whatever the batch, the chunking or the page size.
 
-#include <sc2/backends/eigen/context.hpp>
-#include <sc2/backends/eigen/detail/simd.hpp>
+#include <sc2/backends/cpu/context.hpp>
+#include <sc2/backends/cpu/detail/simd.hpp>
 #include <sc2/ops/attention.hpp>
+#include <sc2/ops/batch_plan.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -125,15 +132,14 @@ SC2_TARGET_AVX2 inline void qk_tile_avx2(const float* q, int Dh, const float* k,
     }
   }
   SC2_UNROLL for (int h = 0; h < HB; ++h) {
-    if constexpr (KB == 2) {
-      // [a0₀+a0₁, a0₂+a0₃, a1₀+a1₁, a1₂+a1₃] per 128-bit half; the halves added, then one more hadd.
-      const __m256 pairs = _mm256_hadd_ps(acc[h][0], acc[h][1]);
-      const __m128 quads = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
-      const __m128 dots = _mm_hadd_ps(quads, quads);  // [Σa0, Σa1, Σa0, Σa1]
-      _mm_storel_pi(reinterpret_cast<__m64*>(s + h * s_stride), _mm_mul_ps(dots, _mm_set1_ps(scale)));
-    } else {
-      s[h * s_stride] = hsum(acc[h][0]) * scale;
-    }
+    // [a0₀+a0₁, a0₂+a0₃, a1₀+a1₁, a1₂+a1₃] per 128-bit half; the halves added, then one more
+    // hadd. A single key goes through the same tree (paired with itself), so a score has the
+    // same bits whether its key was computed alone or in a pair.
+    const __m256 pairs = _mm256_hadd_ps(acc[h][0], acc[h][KB - 1]);
+    const __m128 quads = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+    const __m128 dots = _mm_mul_ps(_mm_hadd_ps(quads, quads), _mm_set1_ps(scale));  // [Σa0, Σa1, Σa0, Σa1]
+    if constexpr (KB == 2) _mm_storel_pi(reinterpret_cast<__m64*>(s + h * s_stride), dots);
+    else s[h * s_stride] = _mm_cvtss_f32(dots);
   }
 }
 
@@ -224,16 +230,36 @@ SC2_TARGET_AVX2 inline void softmax_avx2(float* row, std::int64_t n) noexcept {
 
 }  // namespace detail
 
+/// CPU implementation of `ops::kv_append`: each row's kv heads go to their page slots.
+inline void run_kv_append(Context& ctx, const ops::KvLayer<float, Host>& layer, ConstMatrixView k, ConstMatrixView v,
+                          const ops::BatchView<Host>& plan) {
+  const std::int64_t Hkv = layer.kv_heads, Dh = layer.head_dim, P = layer.page_size;
+  const auto body = [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const ops::BatchEntry& e = plan.entries(plan.row_entry(t));
+      const std::int64_t position = plan.positions(t);
+      const std::int64_t page = ops::page_of(e, plan.page_table.data(), P, position);
+      for (std::int64_t g = 0; g < Hkv; ++g) {
+        const std::int64_t at = layer.offset(page, g, position % P);
+        std::memcpy(layer.keys + at, k.data() + t * k.stride(0) + g * Dh, static_cast<std::size_t>(Dh) * sizeof(float));
+        std::memcpy(layer.values + at, v.data() + t * v.stride(0) + g * Dh,
+                    static_cast<std::size_t>(Dh) * sizeof(float));
+      }
+    }
+  };
+  if (k.extent(0) * k.extent(1) < (1 << 15)) body(0, k.extent(0));
+  else ctx.pool().parallel_for(k.extent(0), 1, body);
+}
+
 /// CPU implementation of `ops::attention`.
 template <ops::AttentionMask Mask>
-void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixView k, ConstMatrixView v,
-                   const ops::KvRing& past, std::int64_t start, const ops::AttentionShape& shape, const Mask& mask) {
-  SC2_ASSERT(k.stride(0) == v.stride(0));
-  const std::int64_t T = q.extent(0), Hkv = shape.kv_heads, C = past.capacity;
+void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::KvLayer<float, Host>& layer,
+                   const ops::BatchView<Host>& plan, const ops::AttentionShape& shape, const Mask& mask) {
+  const std::int64_t T = q.extent(0), Hkv = shape.kv_heads, P = plan.page_size;
   const int Dh = shape.head_dim, G = shape.heads / shape.kv_heads;
   const bool simd = uses_avx2(ctx.isa()) && Dh % 8 == 0;
-  // Work items are (token, kv head, group of query heads). The G heads of a kv
-  // head are split only when there are fewer (token, kv head) pairs than
+  // Work items are (row, kv head, group of query heads). The G heads of a kv
+  // head are split only when there are fewer (row, kv head) pairs than
   // threads, as in decode on many cores, and only into groups of at least a
   // full register tile: each group reads the keys and values again, so more,
   // smaller groups would trade compute for memory traffic.
@@ -241,40 +267,44 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixV
   const int groups = static_cast<int>(std::clamp<std::int64_t>(ctx.threads() / (T * Hkv), 1, max_groups));
   const int group_heads = (G + groups - 1) / groups;
   const std::int64_t items = T * Hkv * groups;
-  // The most keys one query can see: the ring's and the chunk's.
-  const std::int64_t max_keys = std::min(C, start - past.first) + T;
+  // The most keys one row sees: a sequence's last row sees the most.
+  std::int64_t max_keys = 1;
+  for (std::int64_t b = 0; b < plan.sequences(); ++b) {
+    const ops::BatchEntry& e = plan.entries(b);
+    const std::int64_t last = std::int64_t{e.start} + e.rows - 1;
+    max_keys = std::max(max_keys, last - std::max<std::int64_t>(mask.first_visible(last), e.first_position) + 1);
+  }
+  const std::int32_t* page_table = plan.page_table.data();
   ctx.pool().parallel_for(items, 1, [&](std::int64_t first, std::int64_t last, int thread) {
     float* scores = ctx.scratch(thread, static_cast<std::size_t>(group_heads * max_keys)).data();  // (heads, max_keys)
     for (std::int64_t item = first; item < last; ++item) {
-      const std::int64_t t = item / (Hkv * groups), g = item / groups % Hkv, i = start + t;
+      const std::int64_t t = item / (Hkv * groups), g = item / groups % Hkv;
       const int h0 = static_cast<int>(item % groups) * group_heads, heads = std::min(group_heads, G - h0);
       if (heads <= 0) continue;
-      const std::int64_t lo = std::max(mask.first_visible(i), past.first);
-      // Visible past keys [lo, start) in at most two ring segments, then new keys [max(lo, start), i].
-      detail::KvSegment segments[3];
-      int n_segments = 0;
-      for (std::int64_t p = lo; p < start;) {
-        const std::int64_t slot = p % C, count = std::min(start - p, C - slot);
-        segments[n_segments++] = {past.keys + (g * C + slot) * Dh, past.values + (g * C + slot) * Dh, count, Dh};
-        p += count;
-      }
-      const std::int64_t new_first = std::max(lo, start) - start;
-      segments[n_segments++] = {k.data() + new_first * k.stride(0) + g * Dh,
-                                v.data() + new_first * v.stride(0) + g * Dh, t - new_first + 1, k.stride(0)};
+      const ops::BatchEntry& e = plan.entries(plan.row_entry(t));
+      const std::int64_t i = plan.positions(t);
+      const std::int64_t lo = std::max<std::int64_t>(mask.first_visible(i), e.first_position);
       const std::int64_t n_keys = i - lo + 1;
-      const std::int64_t head = g * G + h0;                  // the group's first query head
+      const std::int64_t head = g * G + h0;                      // the group's first query head
       const float* qg = q.data() + t * q.stride(0) + head * Dh;  // (heads, Dh)
       float* og = out.data() + t * out.stride(0) + head * Dh;    // (heads, Dh)
-
-      std::int64_t offset = 0;
-      for (int s = 0; s < n_segments; ++s) {
+      // The visible keys [lo, i] as runs of consecutive positions, one per page.
+      const auto for_each_run = [&](auto&& f) {
+        for (std::int64_t p = lo, offset = 0; p <= i;) {
+          const std::int64_t slot = p % P, count = std::min(i + 1 - p, P - slot);
+          const std::int64_t at = layer.offset(ops::page_of(e, page_table, P, p), g, slot);
+          f(detail::KvSegment{layer.keys + at, layer.values + at, count, Dh}, offset);
+          p += count;
+          offset += count;
+        }
+      };
+      for_each_run([&](const detail::KvSegment& run, std::int64_t offset) {
 #if SC2_HAVE_X86_SIMD
-        if (simd) detail::qk_scores_avx2(qg, heads, Dh, segments[s], scores + offset, max_keys, shape.scale);
+        if (simd) detail::qk_scores_avx2(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
         else
 #endif
-          detail::qk_scores_scalar(qg, heads, Dh, segments[s], scores + offset, max_keys, shape.scale);
-        offset += segments[s].count;
-      }
+          detail::qk_scores_scalar(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
+      });
       for (int h = 0; h < heads; ++h) {
 #if SC2_HAVE_X86_SIMD
         if (simd) detail::softmax_avx2(scores + h * max_keys, n_keys);
@@ -283,15 +313,13 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, ConstMatrixV
           detail::softmax_scalar(scores + h * max_keys, n_keys);
       }
       std::fill(og, og + heads * Dh, 0.0f);
-      offset = 0;
-      for (int s = 0; s < n_segments; ++s) {
+      for_each_run([&](const detail::KvSegment& run, std::int64_t offset) {
 #if SC2_HAVE_X86_SIMD
-        if (simd) detail::pv_accumulate_avx2(scores + offset, max_keys, heads, Dh, segments[s], og);
+        if (simd) detail::pv_accumulate_avx2(scores + offset, max_keys, heads, Dh, run, og);
         else
 #endif
-          detail::pv_accumulate_scalar(scores + offset, max_keys, heads, Dh, segments[s], og);
-        offset += segments[s].count;
-      }
+          detail::pv_accumulate_scalar(scores + offset, max_keys, heads, Dh, run, og);
+      });
     }
   });
 }

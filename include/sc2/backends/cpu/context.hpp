@@ -1,16 +1,21 @@
 #pragma once
 /// \file
-/// The CPU execution context: threads and the SIMD path.
+/// The CPU execution context and backend: threads, the SIMD path, host memory.
 ///
 /// Every CPU op takes a `cpu::Context&` first. The context owns the thread
 /// pool the op splits its work over and names the instruction-set path its
-/// kernels use. It holds no per-call state, so one context serves any number
-/// of models, one call at a time.
+/// kernels use; its memory space is `Host` and its activations are float. It
+/// holds no per-call state but per-thread scratch, so one context serves any
+/// number of models, one call at a time. `cpu::Backend` is what the model
+/// templates take: this context, host memory, float activations and a float
+/// KV pool. `run_copy` is the CPU side of `ops::copy`.
 
-#include <sc2/backends/eigen/detail/cpu_features.hpp>
+#include <sc2/backends/cpu/detail/cpu_features.hpp>
 #include <sc2/core/buffer.hpp>
+#include <sc2/core/memory.hpp>
 #include <sc2/core/thread_pool.hpp>
 
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -21,6 +26,9 @@ namespace sc2::cpu {
 ///     sc2::cpu::Context ctx(2);   // two threads, best SIMD path
 class Context {
 public:
+  using Space = Host;       ///< memory the ops of this context read and write
+  using Activation = float;  ///< element type of activations
+
   /// A context with `threads` threads (0: one per hardware thread).
   explicit Context(int threads = 0)
       : pool_(threads), isa_(default_isa()), scratch_(static_cast<std::size_t>(pool_.size())) {}
@@ -54,9 +62,16 @@ private:
 
 /// The CPU backend: the model is templated on it.
 struct Backend {
-  using Context = cpu::Context;                    ///< execution context type
-  template <class T> using Buffer = sc2::Buffer<T>;  ///< owning memory of this backend
+  using Context = cpu::Context;  ///< execution context type
+  using Space = Host;            ///< where weights, activations and the KV pool live
+  using Activation = float;      ///< activations and accumulation
+  using KvElement = float;       ///< keys and values in the KV pool
 };
+
+/// CPU implementation of `ops::copy`: host to host.
+inline void run_copy(Context&, void* dst, Host, const void* src, Host, std::size_t bytes) noexcept {
+  std::memmove(dst, src, bytes);
+}
 
 }  // namespace sc2::cpu
 

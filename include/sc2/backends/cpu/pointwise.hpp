@@ -3,10 +3,13 @@
 /// CPU implementations of the row-wise ops: embedding, layer norm, GELU,
 /// RoPE and the residual add. Each splits its tokens (or elements) over the
 /// threads when there are enough of them to pay for it; Eigen maps do the
-/// arithmetic that Eigen vectorises well.
+/// element-wise sums. Every row is computed in an order fixed by its own
+/// length, never by its address or its place in the batch: the layer norm's
+/// statistics are summed in four fixed lanes, not by Eigen's reductions,
+/// whose order follows the alignment of the row.
 
-#include <sc2/backends/eigen/context.hpp>
-#include <sc2/backends/eigen/detail/simd.hpp>
+#include <sc2/backends/cpu/context.hpp>
+#include <sc2/backends/cpu/detail/simd.hpp>
 #include <sc2/ops/activation.hpp>
 #include <sc2/ops/elementwise.hpp>
 #include <sc2/ops/embedding.hpp>
@@ -17,6 +20,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 
@@ -32,42 +36,70 @@ template <class F> void for_tokens(Context& ctx, std::int64_t tokens, std::int64
   else ctx.pool().parallel_for(tokens, 1, body);
 }
 
-/// Widens `n` elements of a weight row to float.
-template <class E> void widen_row(const E* src, float* dst, std::int64_t n) noexcept {
-  for (std::int64_t i = 0; i < n; ++i) dst[i] = to_float(src[i]);
+/// Widens `n` elements of a weight row (`stride` elements apart) to float.
+template <class E> void widen_row(const E* src, std::int64_t stride, float* dst, std::int64_t n) noexcept {
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = to_float(src[i * stride]);
+}
+
+/// Σ x[d] and Σ (x[d] − mean)² in double, in four lanes d mod 4 added at the end:
+/// an order fixed by n alone.
+inline double lane_sum(const float* x, std::int64_t n) noexcept {
+  double lane[4] = {0.0, 0.0, 0.0, 0.0};
+  std::int64_t d = 0;
+  for (; d + 4 <= n; d += 4)
+    for (int j = 0; j < 4; ++j) lane[j] += static_cast<double>(x[d + j]);
+  for (; d < n; ++d) lane[0] += static_cast<double>(x[d]);
+  return (lane[0] + lane[1]) + (lane[2] + lane[3]);
+}
+/// Σ (x[d] − mean)² in double, in the lanes of `lane_sum`.
+inline double lane_square_sum(const float* x, std::int64_t n, double mean) noexcept {
+  double lane[4] = {0.0, 0.0, 0.0, 0.0};
+  std::int64_t d = 0;
+  for (; d + 4 <= n; d += 4)
+    for (int j = 0; j < 4; ++j) {
+      const double c = static_cast<double>(x[d + j]) - mean;
+      lane[j] += c * c;
+    }
+  for (; d < n; ++d) {
+    const double c = static_cast<double>(x[d]) - mean;
+    lane[0] += c * c;
+  }
+  return (lane[0] + lane[1]) + (lane[2] + lane[3]);
 }
 
 }  // namespace detail
 
-/// CPU implementation of `ops::embedding`.
-inline void run_embedding(Context& ctx, MatrixView out, const WeightMatrix& table, std::span<const std::int32_t> ids) {
+/// CPU implementation of `ops::embedding`: rows of a row-major or panel table.
+inline void run_embedding(Context& ctx, MatrixView out, const WeightMatrix& table, Vector<const std::int32_t, Host> ids) {
   detail::for_tokens(ctx, out.extent(0), out.extent(1), [&](std::int64_t t0, std::int64_t t1) {
+    const std::int64_t stride = table.layout == WeightLayout::panels16 ? kPanelRows : 1;
     for (std::int64_t t = t0; t < t1; ++t) {
-      const std::int64_t id = ids[static_cast<std::size_t>(t)];
+      const std::int64_t first = table.index(ids(t), 0);
       float* dst = out.row(t).data();
       switch (table.dtype) {
-        case DType::f32: detail::widen_row(table.row<float>(id), dst, table.cols); break;
-        case DType::bf16: detail::widen_row(table.row<bf16>(id), dst, table.cols); break;
-        case DType::f16: detail::widen_row(table.row<f16>(id), dst, table.cols); break;
+        case DType::f32: detail::widen_row(static_cast<const float*>(table.data) + first, stride, dst, table.cols); break;
+        case DType::bf16: detail::widen_row(static_cast<const bf16*>(table.data) + first, stride, dst, table.cols); break;
+        case DType::f16: detail::widen_row(static_cast<const f16*>(table.data) + first, stride, dst, table.cols); break;
       }
     }
   });
 }
 
 /// CPU implementation of `ops::layer_norm`: statistics in double, two passes.
-inline void run_layer_norm(Context& ctx, MatrixView out, ConstMatrixView in, std::span<const float> weight,
-                           std::span<const float> bias, float eps) {
+inline void run_layer_norm(Context& ctx, MatrixView out, ConstMatrixView in, Vector<const float, Host> weight,
+                           Vector<const float, Host> bias, float eps) {
   const std::int64_t D = in.extent(1);
   detail::for_tokens(ctx, in.extent(0), D, [&](std::int64_t t0, std::int64_t t1) {
-    const Eigen::Map<const Eigen::ArrayXf> w(weight.data(), D), b(bias.data(), D);
+    const float* w = weight.data();
+    const float* b = bias.data();
     for (std::int64_t t = t0; t < t1; ++t) {
-      const Eigen::Map<const Eigen::ArrayXf> x(in.row(t).data(), D);
-      const double mean = x.cast<double>().sum() / static_cast<double>(D);
-      const double var = (x.cast<double>() - mean).square().sum() / static_cast<double>(D);
+      const float* x = in.row(t).data();
+      const double mean = detail::lane_sum(x, D) / static_cast<double>(D);
+      const double var = detail::lane_square_sum(x, D, mean) / static_cast<double>(D);
       const float inv = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
       const float meanf = static_cast<float>(mean);
-      Eigen::Map<Eigen::ArrayXf> y(out.row(t).data(), D);
-      y = (x - meanf) * inv * w + b;
+      float* y = out.row(t).data();
+      for (std::int64_t d = 0; d < D; ++d) y[d] = (x[d] - meanf) * inv * w[d] + b[d];
     }
   });
 }
@@ -119,14 +151,14 @@ inline void run_gelu_tanh(Context& ctx, MatrixView x) {
 }
 
 /// CPU implementation of `ops::rope`.
-inline void run_rope(Context& ctx, TensorView<float, 3> x, std::span<const std::int64_t> positions,
+inline void run_rope(Context& ctx, TensorView<float, 3> x, Vector<const std::int32_t, Host> positions,
                      const ops::RotaryTable& table) {
   const std::int64_t heads = x.extent(1), half = table.rotary_dim() / 2;
   detail::for_tokens(ctx, x.extent(0), heads * x.extent(2), [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t t = t0; t < t1; ++t)
       for (std::int64_t i = 0; i < half; ++i) {
         float c, s;
-        table.cos_sin(positions[static_cast<std::size_t>(t)], static_cast<std::size_t>(i), c, s);
+        table.cos_sin(positions(t), static_cast<std::size_t>(i), c, s);
         for (std::int64_t h = 0; h < heads; ++h) {
           float* head = &x(t, h, 0);
           const float x1 = head[i], x2 = head[i + half];
@@ -144,6 +176,12 @@ inline void run_add(Context& ctx, MatrixView acc, ConstMatrixView x) {
     for (std::int64_t t = t0; t < t1; ++t)
       Eigen::Map<Eigen::ArrayXf>(acc.row(t).data(), D) += Eigen::Map<const Eigen::ArrayXf>(x.row(t).data(), D);
   });
+}
+
+/// CPU implementation of `ops::gather_rows`.
+inline void run_gather_rows(Context&, MatrixView out, ConstMatrixView in, Vector<const std::int32_t, Host> rows) {
+  for (std::int64_t r = 0; r < rows.extent(0); ++r)
+    std::memcpy(out.row(r).data(), in.row(rows(r)).data(), static_cast<std::size_t>(in.extent(1)) * sizeof(float));
 }
 
 }  // namespace sc2::cpu
