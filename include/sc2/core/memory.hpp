@@ -16,10 +16,11 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <type_traits>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace sc2 {
@@ -40,18 +41,28 @@ inline constexpr std::size_t kAlignment = 64;
 /// space; a backend that brings a space brings its traits.
 template <class Space> struct MemorySpaceTraits;
 
-/// Host memory: aligned operator new, zeroed with memset.
+/// Host allocations of at least this many bytes are aligned to 2 MiB and
+/// asked to be backed by huge pages: weights and KV pools of gigabytes then
+/// fault in a few thousand pages instead of a million, and decode's streams
+/// miss the TLB less.
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+
+/// Host memory: aligned_alloc (huge pages for large sizes), zeroed with memset.
 template <> struct MemorySpaceTraits<Host> {
   /// `bytes` bytes aligned to `kAlignment`; an `sc2::Error` when memory runs out.
   static void* allocate(std::size_t bytes) {
-    try {
-      return ::operator new(bytes, std::align_val_t{kAlignment});
-    } catch (const std::bad_alloc&) {
-      SC2_FAIL("cannot allocate {} bytes of host memory: out of memory", bytes);
-    }
+    const std::size_t align = bytes >= 2 * kHugePageBytes ? kHugePageBytes : kAlignment;
+    SC2_CHECK(bytes <= SIZE_MAX - align, "cannot allocate {} bytes of host memory: out of memory", bytes);
+    const std::size_t rounded = (bytes + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, rounded);
+    SC2_CHECK(p != nullptr, "cannot allocate {} bytes of host memory: out of memory", bytes);
+#ifdef MADV_HUGEPAGE
+    if (align == kHugePageBytes) ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: no huge pages is no error
+#endif
+    return p;
   }
   /// Frees what `allocate` returned.
-  static void deallocate(void* p) noexcept { ::operator delete(p, std::align_val_t{kAlignment}); }
+  static void deallocate(void* p) noexcept { std::free(p); }
   /// Sets `bytes` bytes at `p` to zero.
   static void zero(void* p, std::size_t bytes) noexcept { std::memset(p, 0, bytes); }
 };

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <span>
@@ -92,6 +93,19 @@ inline std::string read_text_file(const std::filesystem::path& path) {
   MappedFile file(path);
   const auto bytes = file.bytes();
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+/// Lets the kernel drop the pages of a read-only file mapping that lie wholly
+/// inside `bytes` from this process's memory; reading them again maps them
+/// again from the file. A loader calls it once a tensor has been copied into
+/// its backend's memory, so resident memory stays at the weights once.
+inline void release_mapped_pages(std::span<const std::byte> bytes) noexcept {
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (bytes.empty() || page_size <= 0) return;
+  const auto page = static_cast<std::uintptr_t>(page_size);
+  const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(bytes.data()) + page - 1) / page * page;
+  const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(bytes.data()) + bytes.size()) / page * page;
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 }  // namespace sc2

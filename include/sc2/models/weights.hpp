@@ -9,7 +9,8 @@
 /// (`upload_matrix`: the CPU packs it into its kernels' panels, a GPU copies
 /// it to device memory) and records what was used, so that unexpected tensors
 /// can be named. The weights then live in a `WeightStore` that any number of
-/// executors share; the mapping can go.
+/// executors share. Once the backend has a tensor, the loader lets the kernel
+/// drop its mapped pages, so loading holds the weights in memory about once.
 ///
 /// Matrices keep their stored dtype (f32, bf16, f16) unless a dtype is asked
 /// for; vectors (biases, norms) are float.
@@ -19,6 +20,7 @@
 #include <sc2/core/dtype.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
+#include <sc2/io/mapped_file.hpp>
 #include <sc2/io/safetensors.hpp>
 #include <sc2/ops/copy.hpp>
 
@@ -108,7 +110,9 @@ public:
       std::memcpy(aligned.data(), t.bytes.data(), t.bytes.size());
       host.data = aligned.data();
     }
-    return store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(stored)));
+    const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(stored)));
+    release_mapped_pages(t.bytes);  // the backend has its own copy now
+    return view;
   }
 
   /// The vector `name` of `size` elements, as float in the backend's memory.

@@ -7,7 +7,8 @@
 /// stored column by column (`WeightLayout::panels16`): one step k of a panel
 /// is the 16 weights W[16p .. 16p + 15, k], contiguous, in the stored dtype.
 /// One kernel shape then serves every T: an outer product over a register
-/// tile of MT tokens × 16 (AVX2, scalar) or 32 (AVX-512) rows, which
+/// tile of up to 6 tokens × 16 rows (AVX2, scalar) or 12 tokens × 32 rows
+/// (AVX-512), which
 /// broadcasts x[t, k] against the 16 weights of step k, so each accumulator
 /// lane is one output element and no horizontal sums are needed.
 ///
@@ -43,11 +44,13 @@
 #include <sc2/ops/linear.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <type_traits>
+#include <utility>
 
 namespace sc2::cpu {
 namespace detail {
@@ -55,7 +58,12 @@ namespace detail {
 inline constexpr int kPanelTokens = 6;          ///< MT: 12 accumulators + 2 weights + 1 broadcast on AVX2
 inline constexpr std::int64_t kPackK = 256;     ///< K block: every path adds its sum into out per block
 inline constexpr std::int64_t kPackRows = 128;  ///< rows per widened block: 256 × 128 floats, 128 KiB
-inline constexpr int kDirectTokens = kPanelTokens;  ///< up to this many tokens the tile reads W directly
+/// Up to this many tokens (decode, or decode rows of a few sequences) the tiles
+/// read W straight from memory, each panel streamed once over all K; more
+/// tokens (prefill) widen each block once and share it. With 8 decode rows the
+/// blocked order read each 256-step piece of a panel 98 KB from the last, and
+/// a step of the 3B shape took 3× what the streamed order takes.
+inline constexpr int kDirectTokens = 24;
 /// Decode tiles ask for the panel data this many bytes ahead of what they read
 /// (the panels of a thread are contiguous, so this runs into the next ones).
 inline constexpr std::int64_t kPrefetchBytes = 1024;
@@ -184,50 +192,81 @@ using PanelTile = void (*)(const float*, std::int64_t, const E*, std::int64_t, s
 /// Panels one register tile covers on `isa`: 2 on AVX-512, else 1.
 constexpr int tile_panels(Isa isa) noexcept { return uses_avx512(isa) ? 2 : 1; }
 
-/// The micro-kernel for `mt` tokens (1 <= mt <= 6) over `panels` panels (1, or
-/// 2 on AVX-512) on `isa`; `ahead` asks for the panel data ahead (decode).
-template <class E> PanelTile<E> panel_tile(Isa isa, int mt, int panels, bool ahead) noexcept {
-  static constexpr PanelTile<E> scalar[kPanelTokens] = {panel_tile_scalar<E, 1>, panel_tile_scalar<E, 2>,
-                                                        panel_tile_scalar<E, 3>, panel_tile_scalar<E, 4>,
-                                                        panel_tile_scalar<E, 5>, panel_tile_scalar<E, 6>};
+/// Most tokens of one register tile that streams W (decode rows): 12 on
+/// AVX-512 (24 of its 32 vector registers accumulate), 6 on AVX2 and the
+/// scalar path (12 of 16). Eight decode rows then widen each weight once,
+/// not in a tile of 6 and another of 2. Prefill keeps tiles of 6 over its
+/// widened blocks: with 12 it was slower (50 against 59 tokens/s, 3B shape).
+inline constexpr int kPanelTokens512 = 12;
+/// Most tokens of one register tile on `isa`.
+constexpr int tile_tokens(Isa isa) noexcept { return uses_avx512(isa) ? kPanelTokens512 : kPanelTokens; }
+
+/// The table of one kernel family's instantiations for MT = 1 .. sizeof...(I).
+template <class E, template <class, int> class Kernel, int... I>
+constexpr std::array<PanelTile<E>, sizeof...(I)> tile_table(std::integer_sequence<int, I...>) noexcept {
+  return {Kernel<E, I + 1>::get()...};
+}
+
+/// Names the kernels of each family as `Kernel<E, MT>::get()` for `tile_table`.
+template <class E, int MT> struct ScalarTile {
+  static constexpr PanelTile<E> get() noexcept { return panel_tile_scalar<E, MT>; }
+};
 #if SC2_HAVE_X86_SIMD
-  static constexpr PanelTile<E> avx2[2][kPanelTokens] = {
-      {panel_tile_avx2<E, 1, false>, panel_tile_avx2<E, 2, false>, panel_tile_avx2<E, 3, false>,
-       panel_tile_avx2<E, 4, false>, panel_tile_avx2<E, 5, false>, panel_tile_avx2<E, 6, false>},
-      {panel_tile_avx2<E, 1, true>, panel_tile_avx2<E, 2, true>, panel_tile_avx2<E, 3, true>,
-       panel_tile_avx2<E, 4, true>, panel_tile_avx2<E, 5, true>, panel_tile_avx2<E, 6, true>}};
-  static constexpr PanelTile<E> avx512[2][2][kPanelTokens] = {
-      {{panel_tile_avx512<E, 1, 1, false>, panel_tile_avx512<E, 2, 1, false>, panel_tile_avx512<E, 3, 1, false>,
-        panel_tile_avx512<E, 4, 1, false>, panel_tile_avx512<E, 5, 1, false>, panel_tile_avx512<E, 6, 1, false>},
-       {panel_tile_avx512<E, 1, 2, false>, panel_tile_avx512<E, 2, 2, false>, panel_tile_avx512<E, 3, 2, false>,
-        panel_tile_avx512<E, 4, 2, false>, panel_tile_avx512<E, 5, 2, false>, panel_tile_avx512<E, 6, 2, false>}},
-      {{panel_tile_avx512<E, 1, 1, true>, panel_tile_avx512<E, 2, 1, true>, panel_tile_avx512<E, 3, 1, true>,
-        panel_tile_avx512<E, 4, 1, true>, panel_tile_avx512<E, 5, 1, true>, panel_tile_avx512<E, 6, 1, true>},
-       {panel_tile_avx512<E, 1, 2, true>, panel_tile_avx512<E, 2, 2, true>, panel_tile_avx512<E, 3, 2, true>,
-        panel_tile_avx512<E, 4, 2, true>, panel_tile_avx512<E, 5, 2, true>, panel_tile_avx512<E, 6, 2, true>}}};
-  if (uses_avx512(isa)) return avx512[ahead ? 1 : 0][panels - 1][mt - 1];
-  if (uses_avx2(isa)) return avx2[ahead ? 1 : 0][mt - 1];
+template <bool Ahead> struct Avx2Tiles {
+  template <class E, int MT> struct At {
+    static constexpr PanelTile<E> get() noexcept { return panel_tile_avx2<E, MT, Ahead>; }
+  };
+};
+template <int NP, bool Ahead> struct Avx512Tiles {
+  template <class E, int MT> struct At {
+    static constexpr PanelTile<E> get() noexcept { return panel_tile_avx512<E, MT, NP, Ahead>; }
+  };
+};
+#endif
+
+/// The micro-kernel for `mt` tokens (1 <= mt <= tile_tokens(isa)) over
+/// `panels` panels (1, or 2 on AVX-512) on `isa`; `ahead` asks for the panel
+/// data ahead (decode).
+template <class E> PanelTile<E> panel_tile(Isa isa, int mt, int panels, bool ahead) noexcept {
+  static constexpr auto scalar = tile_table<E, ScalarTile>(std::make_integer_sequence<int, kPanelTokens>{});
+#if SC2_HAVE_X86_SIMD
+  using Six = std::make_integer_sequence<int, kPanelTokens>;
+  using Twelve = std::make_integer_sequence<int, kPanelTokens512>;
+  static constexpr std::array<std::array<PanelTile<E>, kPanelTokens>, 2> avx2 = {
+      tile_table<E, Avx2Tiles<false>::template At>(Six{}), tile_table<E, Avx2Tiles<true>::template At>(Six{})};
+  static constexpr std::array<std::array<std::array<PanelTile<E>, kPanelTokens512>, 2>, 2> avx512 = {
+      {{tile_table<E, Avx512Tiles<1, false>::template At>(Twelve{}),
+        tile_table<E, Avx512Tiles<2, false>::template At>(Twelve{})},
+       {tile_table<E, Avx512Tiles<1, true>::template At>(Twelve{}),
+        tile_table<E, Avx512Tiles<2, true>::template At>(Twelve{})}}};
+  if (uses_avx512(isa)) return avx512[ahead ? 1 : 0][static_cast<std::size_t>(panels - 1)][static_cast<std::size_t>(mt - 1)];
+  if (uses_avx2(isa)) return avx2[ahead ? 1 : 0][static_cast<std::size_t>(mt - 1)];
 #endif
   (void)isa, (void)panels, (void)ahead;
-  return scalar[mt - 1];
+  return scalar[static_cast<std::size_t>(mt - 1)];
 }
 
 /// out[:, 16·p0 : 16·p1] += in · W[16·p0 : 16·p1, :]ᵀ for a few tokens
 /// (T <= kDirectTokens): each tile of panels streams its panels from memory,
-/// K block by K block.
+/// K block by K block; every token tile passes over a block while it is in L1
+/// (the first asks for the data ahead).
 template <class E>
 void linear_panels_direct(Isa isa, MatrixView out, ConstMatrixView in, const E* w, std::int64_t N, std::int64_t p0,
                           std::int64_t p1) noexcept {
   const std::int64_t T = in.extent(0), K = in.extent(1), panel_stride = K * kPanelRows;
-  const int mt = static_cast<int>(T), np = tile_panels(isa);
+  const int np = tile_panels(isa);
   for (std::int64_t p = p0; p < p1; p += np) {
     const int panels = static_cast<int>(std::min<std::int64_t>(np, p1 - p));
     const int cols = static_cast<int>(std::min<std::int64_t>(panels * kPanelRows, N - p * kPanelRows));
-    const PanelTile<E> tile = panel_tile<E>(isa, mt, panels, /*ahead=*/true);
     for (std::int64_t k0 = 0; k0 < K; k0 += kPackK) {
       const std::int64_t kc = std::min(kPackK, K - k0);
-      tile(in.data() + k0, in.stride(0), w + p * panel_stride + k0 * kPanelRows, panel_stride, kc,
-           out.data() + p * kPanelRows, out.stride(0), cols);
+      for (std::int64_t t0 = 0; t0 < T; t0 += tile_tokens(isa)) {
+        const int mt = static_cast<int>(std::min<std::int64_t>(tile_tokens(isa), T - t0));
+        panel_tile<E>(isa, mt, panels, /*ahead=*/t0 == 0)(in.data() + t0 * in.stride(0) + k0, in.stride(0),
+                                                           w + p * panel_stride + k0 * kPanelRows, panel_stride, kc,
+                                                           out.data() + t0 * out.stride(0) + p * kPanelRows,
+                                                           out.stride(0), cols);
+      }
     }
   }
 }
@@ -447,6 +486,44 @@ void pack_panels(const S* src, std::int64_t N, std::int64_t K, std::int64_t p0, 
   }
 }
 
+#if SC2_HAVE_X86_SIMD
+/// Stores 8 floats that are exactly representable in E as 8 elements of E.
+SC2_TARGET_AVX2 inline void store8_exact(float* p, __m256 v) noexcept { _mm256_storeu_ps(p, v); }
+/// bf16: the upper halves of the floats, packed to 16 bits.
+SC2_TARGET_AVX2 inline void store8_exact(bf16* p, __m256 v) noexcept {
+  const __m256i halves = _mm256_srli_epi32(_mm256_castps_si256(v), 16);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(halves, halves), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+}
+/// f16: converted back (exact for values that came from f16).
+SC2_TARGET_AVX2 inline void store8_exact(f16* p, __m256 v) noexcept {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/// `pack_panels` for a matrix kept in its own dtype, 8 rows × 8 columns at a
+/// time: widened (exactly), transposed in registers, stored back narrow.
+template <class E>
+SC2_TARGET_AVX2 void pack_panels_avx2(const E* src, std::int64_t N, std::int64_t K, std::int64_t p0, std::int64_t p1,
+                                      E* dst) noexcept {
+  const std::int64_t K8 = K / 8 * 8;
+  for (std::int64_t p = p0; p < p1; ++p) {
+    E* panel = dst + p * K * kPanelRows;
+    for (int j0 = 0; j0 < kPanelRows; j0 += 8) {
+      const std::int64_t first = p * kPanelRows + j0;
+      const int valid = static_cast<int>(std::clamp<std::int64_t>(N - first, 0, 8));
+      for (std::int64_t k = 0; k < K8; k += 8) {
+        __m256 block[8];
+        for (int i = 0; i < 8; ++i) block[i] = i < valid ? load8(src + (first + i) * K + k) : _mm256_setzero_ps();
+        transpose8(block);
+        for (int i = 0; i < 8; ++i) store8_exact(panel + (k + i) * kPanelRows + j0, block[i]);
+      }
+      for (std::int64_t k = K8; k < K; ++k)
+        for (int i = 0; i < 8; ++i) panel[k * kPanelRows + j0 + i] = i < valid ? src[(first + i) * K + k] : E{};
+    }
+  }
+}
+#endif
+
 }  // namespace detail
 
 /// Packs the row-major host matrix `src` (f32, bf16 or f16) into the panels
@@ -460,6 +537,12 @@ inline OwnedWeight<Host> pack_weight(Context& ctx, const WeightMatrix& src, DTyp
   const std::int64_t panels = packed.view.stored_rows() / kPanelRows;
   const auto pack = [&]<class E>(E* dst) {
     ctx.pool().parallel_for(panels, 1, [&](std::int64_t p0, std::int64_t p1) {
+#if SC2_HAVE_X86_SIMD
+      if (uses_avx2(ctx.isa()) && src.dtype == to) {
+        detail::pack_panels_avx2(static_cast<const E*>(src.data), src.rows, src.cols, p0, p1, dst);
+        return;
+      }
+#endif
       switch (src.dtype) {
         case DType::f32: detail::pack_panels(static_cast<const float*>(src.data), src.rows, src.cols, p0, p1, dst); break;
         case DType::bf16: detail::pack_panels(static_cast<const bf16*>(src.data), src.rows, src.cols, p0, p1, dst); break;
