@@ -334,7 +334,7 @@ public:
   /// while requests remain waiting or running.
   bool step(Context& ctx) {
     finished_.clear();
-    admit(ctx);
+    admit();
     if (running_.empty()) return !waiting_.empty();
     batch_.clear();
     rows_.clear();
@@ -430,8 +430,7 @@ private:
     return std::min(Pool::pages_per_sequence(pool_.shape(), P, options_.max_batch_tokens), (total + P - 1) / P + 1);
   }
 
-  void admit(Context& ctx) {
-    (void)ctx;
+  void admit() {
     while (!waiting_.empty() && static_cast<std::int64_t>(running_.size()) < options_.max_running) {
       State& s = at(waiting_.front());
       if (promised_ + s.pages > pool_.pages()) break;  // waits until pages come back

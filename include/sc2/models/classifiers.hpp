@@ -77,13 +77,12 @@ void run_classifier_rows(const Backbone& backbone, typename Backbone::Context& c
                          const LinearWeights<typename Backbone::Space>& score, bool every_token, std::int64_t budget,
                          OnLogits&& on_logits) {
   using Backend = typename Backbone::BackendType;
-  std::int64_t longest = 1;
-  for (const auto& r : rows) longest = std::max<std::int64_t>(longest, r.first_position + static_cast<std::int64_t>(r.ids.size()));
-  budget = std::min(budget, std::max<std::int64_t>(1, [&] {
-             std::int64_t total = 0;
-             for (const auto& r : rows) total += static_cast<std::int64_t>(r.ids.size());
-             return total;
-           }()));
+  std::int64_t longest = 1, total = 0;
+  for (const auto& r : rows) {
+    longest = std::max<std::int64_t>(longest, r.first_position + static_cast<std::int64_t>(r.ids.size()));
+    total += static_cast<std::int64_t>(r.ids.size());
+  }
+  budget = std::min(budget, std::max<std::int64_t>(1, total));  // no larger than the rows need
   // Rows in flight at once: enough to fill a batch, each with the pages of its window and a chunk.
   const std::int64_t in_flight = std::min<std::int64_t>(static_cast<std::int64_t>(rows.size()), 16);
   const KvShape shape = backbone.kv_shape(longest);
