@@ -1,7 +1,7 @@
 // sc2-bench: times prompt processing (prefill) and generation (decode) on a checkpoint.
 //
 //   sc2-bench --model /tmp/sc2-3b-bf16 --threads 2 --prompt-tokens 512 --decode-tokens 128 [--json]
-//             [--bandwidth] [--peak] [--batch 1 2 4 8 16]
+//             [--bandwidth] [--peak] [--batch 1 2 4 8 16] [--device cuda]
 //
 // For each batch size N (default 1): N sequences of --prompt-tokens random ids are
 // prefilled through one KV pool in batches of at most --chunk tokens (chunks of several
@@ -14,6 +14,9 @@
 // the bound of prefill.
 
 #include <sc2/sc2.hpp>
+#ifdef SC2_WITH_CUDA
+#include <sc2/backends/cuda.hpp>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -180,8 +183,8 @@ struct BatchRun {
 
 // Runs N sequences of `prompt_tokens` random ids (after `depth` positions skipped) through
 // prefill in batches of at most `chunk` tokens, then `decode_tokens` steps of N decode rows.
-template <class LM>
-BatchRun run_batch(const LM& lm, sc2::CpuContext& ctx, std::int64_t N, std::int64_t prompt_tokens,
+template <class LM, class Context>
+BatchRun run_batch(const LM& lm, Context& ctx, std::int64_t N, std::int64_t prompt_tokens,
                    std::int64_t decode_tokens, std::int64_t chunk, std::int64_t depth, std::int64_t context) {
   using Pool = typename LM::Pool;
   constexpr std::int64_t page_size = 32;
@@ -205,12 +208,16 @@ BatchRun run_batch(const LM& lm, sc2::CpuContext& ctx, std::int64_t N, std::int6
       left -= n;
     }
   }
-  std::vector<std::int32_t> next(static_cast<std::size_t>(N));
-  const auto argmax_rows = [&](sc2::Matrix<const float, sc2::Host> logits, const std::vector<std::size_t>& which) {
-    for (std::size_t r = 0; r < which.size(); ++r) {
-      const auto row = logits.row(static_cast<std::int64_t>(r));
-      next[which[r]] = static_cast<std::int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-    }
+  std::vector<std::int32_t> next(static_cast<std::size_t>(N)), chosen;
+  // Greedy tokens, chosen where the logits are (on a GPU only the ids come back).
+  std::vector<sc2::Sampler> greedy(static_cast<std::size_t>(N));
+  std::vector<sc2::ops::SampleRow> rows;
+  const auto argmax_rows = [&](auto logits, const std::vector<std::size_t>& which) {
+    rows.clear();
+    for (const std::size_t i : which) rows.push_back({&greedy[i], {}});
+    chosen.resize(which.size());
+    sc2::ops::sample(ctx, logits, std::span<const sc2::ops::SampleRow>(rows), std::span<std::int32_t>(chosen));
+    for (std::size_t r = 0; r < which.size(); ++r) next[which[r]] = chosen[r];
   };
   sc2::Batch batch;
   std::vector<std::size_t> which;
@@ -250,8 +257,80 @@ BatchRun run_batch(const LM& lm, sc2::CpuContext& ctx, std::int64_t N, std::int6
   return run;
 }
 
+#ifdef SC2_WITH_CUDA
+// Device-to-device copy bandwidth of the GPU in GB/s, counting bytes read and written:
+// the bound of decode, which reads every weight once per step. Best of 5 copies of 2 GiB.
+double device_copy_gbs(sc2::cuda::Context& ctx) {
+  const std::size_t bytes = std::size_t{1} << 31;
+  sc2::Buffer<std::byte, sc2::Device> a(bytes), b(bytes);
+  cudaEvent_t start, stop;
+  sc2::cuda::check(cudaEventCreate(&start), "cudaEventCreate");
+  sc2::cuda::check(cudaEventCreate(&stop), "cudaEventCreate");
+  float best_ms = 0.0f;
+  for (int rep = 0; rep < 6; ++rep) {
+    sc2::cuda::check(cudaEventRecord(start, ctx.stream()), "cudaEventRecord");
+    sc2::cuda::check(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, ctx.stream()), "copy");
+    sc2::cuda::check(cudaEventRecord(stop, ctx.stream()), "cudaEventRecord");
+    ctx.synchronize();
+    float ms = 0.0f;
+    sc2::cuda::check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    if (rep > 0 && (best_ms == 0.0f || ms < best_ms)) best_ms = ms;  // the first copy warms up
+  }
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(stop);
+  return 2.0 * static_cast<double>(bytes) / (static_cast<double>(best_ms) * 1e-3) / 1e9;
+}
+
+// The same runs on the GPU: bf16 weights and KV pool, greedy tokens chosen on the device.
+int run_cuda(const std::string& model_dir, std::int64_t prompt_tokens, std::int64_t decode_tokens, std::int64_t chunk,
+             std::int64_t depth, std::int64_t context, const std::vector<std::int64_t>& batches, bool bandwidth,
+             bool json) {
+  sc2::cuda::Context ctx;
+  sc2::LoadOptions options;
+  options.max_chunk_tokens = chunk;
+  const auto load_start = std::chrono::steady_clock::now();
+  using LM = sc2::CausalLM<sc2::Starcoder2<sc2::ModelConfig, sc2::cuda::Backend>>;
+  const auto lm = LM::load(ctx, model_dir, options);
+  const double load_s = seconds_since(load_start);
+  if (context <= 0) context = std::max<std::int64_t>(depth + prompt_tokens + decode_tokens, 1);
+  std::vector<BatchRun> runs;
+  for (const std::int64_t N : batches) runs.push_back(run_batch(lm, ctx, N, prompt_tokens, decode_tokens, chunk, depth, context));
+  std::size_t free = 0, total = 0;
+  sc2::cuda::check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  const double copy_gbs = bandwidth ? device_copy_gbs(ctx) : 0.0;
+  // Decode at batch 1 reads every weight once per token: the roofline is bandwidth / weight bytes.
+  const double roofline = copy_gbs > 0.0 ? copy_gbs * 1e9 / static_cast<double>(lm.weight_bytes()) : 0.0;
+  const BatchRun& first = runs.front();
+  if (json) {
+    nlohmann::ordered_json out = {{"model", model_dir}, {"device", ctx.properties().name}, {"load_s", load_s},
+                                  {"prompt_tokens", prompt_tokens}, {"decode_tokens", decode_tokens}, {"depth", depth},
+                                  {"weight_bytes", lm.weight_bytes()}, {"gpu_memory_used_bytes", total - free},
+                                  {"copy_bandwidth_gbs", copy_gbs}, {"decode_roofline_tokens_per_s", roofline}};
+    for (const BatchRun& r : runs)
+      out["batches"].push_back({{"sequences", r.sequences}, {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                                {"decode_tokens_per_s", r.decode_tokens_per_s},
+                                {"decode_vs_first", r.decode_tokens_per_s / first.decode_tokens_per_s},
+                                {"kv_pool_bytes", r.pool_bytes}});
+    fmt::print("{}\n", out.dump(2));
+    return 0;
+  }
+  fmt::print("model    {} on {}, weights {:.2f} GB (bf16), loaded in {:.2f} s\n", model_dir, ctx.properties().name,
+             static_cast<double>(lm.weight_bytes()) / 1e9, load_s);
+  fmt::print("batch    sequences | prefill tokens/s | decode tokens/s | decode × first\n");
+  for (const BatchRun& r : runs)
+    fmt::print("         {:9} | {:16.1f} | {:15.1f} | {:.2f}\n", r.sequences, r.prefill_tokens_per_s,
+               r.decode_tokens_per_s, r.decode_tokens_per_s / first.decode_tokens_per_s);
+  if (bandwidth)
+    fmt::print("roofline copy bandwidth {:.0f} GB/s: weights at most {:.0f} tokens/s; batch-1 decode is {:.0f}% of it\n",
+               copy_gbs, roofline, 100.0 * first.decode_tokens_per_s / first.sequences / roofline);
+  fmt::print("memory   GPU memory in use {:.3f} GB of {:.1f} GB\n", static_cast<double>(total - free) / 1e9,
+             static_cast<double>(total) / 1e9);
+  return 0;
+}
+#endif
+
 int main(int argc, char** argv) {
-  CLI::App app{"Times prefill and decode of a StarCoder2 checkpoint on the CPU"};
+  CLI::App app{"Times prefill and decode of a StarCoder2 checkpoint on the CPU or a GPU"};
   std::string model_dir;
   int threads = 0;
   std::int64_t prompt_tokens = 512, decode_tokens = 128, chunk = 512, context = 0;
@@ -277,9 +356,20 @@ int main(int argc, char** argv) {
                  "sequences run together (several sizes: one run each, decode compared with the first)")
       ->check(CLI::Range(1, 4096));
   app.add_flag("--json", json, "print one JSON object");
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu, or cuda (the first GPU; --bandwidth then measures its copy bandwidth)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (device == "cuda") {
+#ifdef SC2_WITH_CUDA
+      return run_cuda(model_dir, prompt_tokens, decode_tokens, chunk, depth, context, batches, bandwidth, json);
+#else
+      SC2_FAIL("this sc2-bench was built without CUDA (configure with -DSC2_ENABLE_CUDA=ON)");
+#endif
+    }
+    SC2_CHECK(device == "cpu", "--device must be cpu or cuda, not '{}'", device);
     sc2::CpuContext ctx(threads);
     if (!isa.empty()) ctx.set_isa(sc2::cpu::parse_isa(isa));
     sc2::LoadOptions options;

@@ -6,6 +6,7 @@
 //   sc2-generate --fim-file hole.py                              # fills <FILL_HERE>
 //   echo "import os" | sc2-generate --sample --temperature 0.8 --seed 1
 //   sc2-generate --batch-file requests.jsonl > results.jsonl     # many requests, run together
+//   sc2-generate --device cuda --model starcoder2-3b --prompt "def f():"  # on the GPU
 //
 // The completion streams to stdout as it is produced; statistics go to stderr.
 //
@@ -21,6 +22,9 @@
 #include <sc2/generation/fim.hpp>
 #include <sc2/generation/generator.hpp>
 #include <sc2/sc2.hpp>
+#ifdef SC2_WITH_CUDA
+#include <sc2/backends/cuda.hpp>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -36,6 +40,12 @@
 #include <unistd.h>
 
 namespace {
+
+// Where a run computes, for the statistics line.
+std::string where(const sc2::CpuContext& ctx) { return fmt::format("{} threads", ctx.threads()); }
+#ifdef SC2_WITH_CUDA
+std::string where(const sc2::cuda::Context& ctx) { return fmt::format("{} (CUDA)", ctx.properties().name); }
+#endif
 
 std::string read_file(const std::string& path) {
   if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
@@ -128,12 +138,13 @@ std::vector<sc2::Request> read_batch_file(const std::string& path, const sc2::Ge
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Generate code with a StarCoder2 checkpoint on the CPU"};
+  CLI::App app{"Generate code with a StarCoder2 checkpoint on the CPU or a GPU"};
   std::string model = SC2_BUNDLED_MODEL, prompt, file, fim_prefix, fim_suffix, fim_file, hole = "<FILL_HERE>";
   bool fim_prefix_set = false;
   sc2::GenerationConfig config;
   config.max_new_tokens = 128;
   int threads = 0;
+  std::string device = "cpu";
   bool middle_only = false, quiet = false;
   std::string batch_file;
   std::int64_t batch_tokens = 512, max_running = 16;
@@ -158,6 +169,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", config.sampling.seed, "random seed for sampling")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: one per core)")->capture_default_str();
+  app.add_option("--device", device, "where the model runs: cpu, or cuda (the first GPU, bf16 weights)")
+      ->capture_default_str();
   app.add_option("--batch-file", batch_file,
                  "JSON lines of requests run together; one JSON line of results per request, in order")
       ->check(CLI::ExistingFile);
@@ -170,103 +183,117 @@ int main(int argc, char** argv) {
   fim_prefix_set = app.count("--fim-prefix") + app.count("--fim-suffix") > 0;
 
   try {
-    if (!batch_file.empty()) {
-      sc2::CpuContext ctx(threads);
+    // The whole run, on the backend of `ctx`.
+    const auto run = [&](auto& ctx, auto backend) -> int {
+      using LM = sc2::CausalLM<sc2::Starcoder2<sc2::ModelConfig, decltype(backend)>>;
+      if (!batch_file.empty()) {
+        const auto load_start = std::chrono::steady_clock::now();
+        sc2::LoadOptions load_options;
+        load_options.progress = show_progress;
+        const auto lm = LM::load(ctx, model, load_options);
+        const auto tokenizer = sc2::Tokenizer::from_file(std::filesystem::path(model) / "tokenizer.json");
+        const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+        const auto requests = read_batch_file(batch_file, config, config.sampling.do_sample, tokenizer, lm.config().eos_token_ids);
+        const std::int64_t running = std::min<std::int64_t>(max_running, static_cast<std::int64_t>(requests.size()));
+        sc2::Engine<LM> engine(lm, tokenizer,
+                                                       {.max_batch_tokens = batch_tokens, .max_running = running});
+        std::vector<sc2::RequestId> ids;
+        for (const auto& r : requests) ids.push_back(engine.add(r));
+        const auto start = std::chrono::steady_clock::now();
+        std::int64_t steps = 0;
+        while (engine.step(ctx)) ++steps;
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::int64_t generated = 0;
+        for (const auto id : ids) {
+          const sc2::GenerationResult& r = engine.result(id);
+          const auto& t = r.timings;
+          generated += t.generated_tokens;
+          const nlohmann::ordered_json out = {
+              {"text", r.text},
+              {"ids", r.ids},
+              {"stop_reason", sc2::stop_reason_name(r.stop_reason)},
+              {"timings",
+               {{"prompt_tokens", t.prompt_tokens}, {"generated_tokens", t.generated_tokens},
+                {"queued_s", t.queued_seconds}, {"prompt_s", t.prompt_seconds},
+                {"time_to_first_token_s", t.time_to_first_token}, {"generate_s", t.generate_seconds}}}};
+          // Invalid UTF-8 in a completion (a model may cut a character) is replaced, not an error.
+          std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        }
+        std::fflush(stdout);
+        if (!quiet)
+          fmt::print(stderr, "[{} loaded in {:.2f} s on {} | {} requests, at most {} at once | {} steps in {:.2f} s | "
+                             "{} tokens generated, {:.1f} tokens/s in all]\n",
+                     model, load_s, where(ctx), requests.size(), running, steps, seconds, generated,
+                     seconds > 0 ? static_cast<double>(generated) / seconds : 0.0);
+        return 0;
+      }
+      const bool fim = fim_prefix_set || !fim_file.empty();
+      if (!fim_file.empty()) {
+        const std::string text = read_file(fim_file);
+        const auto at = text.find(hole);
+        SC2_CHECK(at != std::string::npos, "'{}' has no hole marker '{}'", fim_file, hole);
+        SC2_CHECK(text.find(hole, at + hole.size()) == std::string::npos, "'{}' has more than one '{}'", fim_file, hole);
+        fim_prefix = text.substr(0, at);
+        fim_suffix = text.substr(at + hole.size());
+      } else if (fim) {
+        fim_prefix = unescape(fim_prefix);
+        fim_suffix = unescape(fim_suffix);
+      } else if (!file.empty()) {
+        prompt = read_file(file);
+      } else if (!prompt.empty()) {
+        prompt = unescape(prompt);
+      } else if (!isatty(STDIN_FILENO)) {
+        prompt = read_file("-");
+      } else {
+        SC2_FAIL("give a prompt: --prompt, --file, standard input, or --fim-prefix/--fim-suffix/--fim-file");
+      }
+      if (!config.sampling.do_sample && !quiet &&
+          (app.count("--temperature") || app.count("--top-k") || app.count("--top-p") || app.count("--min-p")))
+        fmt::print(stderr, "note: sampling options have no effect without --sample (greedy decoding)\n");
+
       const auto load_start = std::chrono::steady_clock::now();
       sc2::LoadOptions load_options;
       load_options.progress = show_progress;
-      const auto lm = sc2::Starcoder2ForCausalLM::load(ctx, model, load_options);
+      auto lm = LM::load(ctx, model, load_options);
       const auto tokenizer = sc2::Tokenizer::from_file(std::filesystem::path(model) / "tokenizer.json");
       const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-      const auto requests = read_batch_file(batch_file, config, config.sampling.do_sample, tokenizer, lm.config().eos_token_ids);
-      const std::int64_t running = std::min<std::int64_t>(max_running, static_cast<std::int64_t>(requests.size()));
-      sc2::Engine<sc2::Starcoder2ForCausalLM> engine(lm, tokenizer,
-                                                     {.max_batch_tokens = batch_tokens, .max_running = running});
-      std::vector<sc2::RequestId> ids;
-      for (const auto& r : requests) ids.push_back(engine.add(r));
-      const auto start = std::chrono::steady_clock::now();
-      std::int64_t steps = 0;
-      while (engine.step(ctx)) ++steps;
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::int64_t generated = 0;
-      for (const auto id : ids) {
-        const sc2::GenerationResult& r = engine.result(id);
-        const auto& t = r.timings;
-        generated += t.generated_tokens;
-        const nlohmann::ordered_json out = {
-            {"text", r.text},
-            {"ids", r.ids},
-            {"stop_reason", sc2::stop_reason_name(r.stop_reason)},
-            {"timings",
-             {{"prompt_tokens", t.prompt_tokens}, {"generated_tokens", t.generated_tokens},
-              {"queued_s", t.queued_seconds}, {"prompt_s", t.prompt_seconds},
-              {"time_to_first_token_s", t.time_to_first_token}, {"generate_s", t.generate_seconds}}}};
-        // Invalid UTF-8 in a completion (a model may cut a character) is replaced, not an error.
-        std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      sc2::Generator generator(lm, tokenizer);
+      auto print = [](std::string_view piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+      };
+
+      sc2::GenerationResult result;
+      if (fim) {
+        if (!middle_only) print(fim_prefix);
+        result = sc2::fill_in_the_middle(generator, ctx, tokenizer, fim_prefix, fim_suffix, config, print);
+        if (!middle_only) print(fim_suffix);
+      } else {
+        print(prompt);
+        result = generator.generate(ctx, prompt, config, print);
       }
-      std::fflush(stdout);
-      if (!quiet)
-        fmt::print(stderr, "[{} loaded in {:.2f} s, {} threads | {} requests, at most {} at once | {} steps in {:.2f} s | "
-                           "{} tokens generated, {:.1f} tokens/s in all]\n",
-                   model, load_s, ctx.threads(), requests.size(), running, steps, seconds, generated,
-                   seconds > 0 ? static_cast<double>(generated) / seconds : 0.0);
+      print("\n");
+      if (!quiet) {
+        const auto& t = result.timings;
+        fmt::print(stderr,
+                   "[{} loaded in {:.2f} s on {} | prompt {} tokens, {:.1f} tokens/s | generated {} tokens, "
+                   "{:.1f} tokens/s | first token after {:.3f} s | stop: {}]\n",
+                   model, load_s, where(ctx), t.prompt_tokens, t.prompt_tokens_per_second(), t.generated_tokens,
+                   t.generated_tokens_per_second(), t.time_to_first_token, sc2::stop_reason_name(result.stop_reason));
+      }
       return 0;
-    }
-    const bool fim = fim_prefix_set || !fim_file.empty();
-    if (!fim_file.empty()) {
-      const std::string text = read_file(fim_file);
-      const auto at = text.find(hole);
-      SC2_CHECK(at != std::string::npos, "'{}' has no hole marker '{}'", fim_file, hole);
-      SC2_CHECK(text.find(hole, at + hole.size()) == std::string::npos, "'{}' has more than one '{}'", fim_file, hole);
-      fim_prefix = text.substr(0, at);
-      fim_suffix = text.substr(at + hole.size());
-    } else if (fim) {
-      fim_prefix = unescape(fim_prefix);
-      fim_suffix = unescape(fim_suffix);
-    } else if (!file.empty()) {
-      prompt = read_file(file);
-    } else if (!prompt.empty()) {
-      prompt = unescape(prompt);
-    } else if (!isatty(STDIN_FILENO)) {
-      prompt = read_file("-");
-    } else {
-      SC2_FAIL("give a prompt: --prompt, --file, standard input, or --fim-prefix/--fim-suffix/--fim-file");
-    }
-    if (!config.sampling.do_sample && !quiet &&
-        (app.count("--temperature") || app.count("--top-k") || app.count("--top-p") || app.count("--min-p")))
-      fmt::print(stderr, "note: sampling options have no effect without --sample (greedy decoding)\n");
-
-    sc2::CpuContext ctx(threads);
-    const auto load_start = std::chrono::steady_clock::now();
-    sc2::LoadOptions load_options;
-    load_options.progress = show_progress;
-    auto lm = sc2::Starcoder2ForCausalLM::load(ctx, model, load_options);
-    const auto tokenizer = sc2::Tokenizer::from_file(std::filesystem::path(model) / "tokenizer.json");
-    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-    sc2::Generator generator(lm, tokenizer);
-    auto print = [](std::string_view piece) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
     };
-
-    sc2::GenerationResult result;
-    if (fim) {
-      if (!middle_only) print(fim_prefix);
-      result = sc2::fill_in_the_middle(generator, ctx, tokenizer, fim_prefix, fim_suffix, config, print);
-      if (!middle_only) print(fim_suffix);
-    } else {
-      print(prompt);
-      result = generator.generate(ctx, prompt, config, print);
+    if (device == "cuda") {
+#ifdef SC2_WITH_CUDA
+      sc2::cuda::Context gpu;
+      return run(gpu, sc2::cuda::Backend{});
+#else
+      SC2_FAIL("this sc2-generate was built without CUDA (configure with -DSC2_ENABLE_CUDA=ON)");
+#endif
     }
-    print("\n");
-    if (!quiet) {
-      const auto& t = result.timings;
-      fmt::print(stderr,
-                 "[{} loaded in {:.2f} s, {} threads | prompt {} tokens, {:.1f} tokens/s | generated {} tokens, "
-                 "{:.1f} tokens/s | first token after {:.3f} s | stop: {}]\n",
-                 model, load_s, ctx.threads(), t.prompt_tokens, t.prompt_tokens_per_second(), t.generated_tokens,
-                 t.generated_tokens_per_second(), t.time_to_first_token, sc2::stop_reason_name(result.stop_reason));
-    }
+    SC2_CHECK(device == "cpu", "--device must be cpu or cuda, not '{}'", device);
+    sc2::CpuContext ctx(threads);
+    return run(ctx, sc2::cpu::Backend{});
   } catch (const std::exception& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,14 @@ inline ReferenceTensor read_reference(const SafetensorsFile& file, const std::st
     std::memcpy(out.values.data(), t->bytes.data(), t->bytes.size());
   }
   return out;
+}
+
+/// `n` values drawn from a normal distribution of standard deviation `scale`.
+inline std::vector<float> random_floats(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
 }
 
 /// Largest |a[i] - b[i]|.

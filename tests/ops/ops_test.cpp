@@ -17,13 +17,7 @@
 namespace {
 
 using sc2::test::max_abs_diff;
-
-std::vector<float> random_floats(std::size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using sc2::test::random_floats;
 
 // A weight matrix of `rows` × `cols` in dtype `dtype`, with its storage.
 struct Weights {

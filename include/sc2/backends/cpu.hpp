@@ -6,3 +6,4 @@
 #include <sc2/backends/cpu/context.hpp>
 #include <sc2/backends/cpu/linear.hpp>
 #include <sc2/backends/cpu/pointwise.hpp>
+#include <sc2/backends/cpu/sampling.hpp>

@@ -8,7 +8,8 @@
 ///       batch = one decode row per running request that has a token to feed,
 ///               then prefill chunks of the others, up to the token budget      (continuous batching)
 ///       logits = model.forward(batch)           rows of the decode rows and of finished prompts only
-///       per row: id = sampler(logits, history); stream its text; stop rules
+///       ids = sample(logits, each row's sampler and history)   where the logits are
+///       per row: stream its text; stop rules
 ///       retire finished requests: pages back to the pool (or kept as a prefix)
 ///
 /// A request carries its prompt, its sampling settings and seed, stop rules and
@@ -40,6 +41,7 @@
 #include <sc2/io/tokenizer.hpp>
 #include <sc2/models/batch.hpp>
 #include <sc2/models/kv_pool.hpp>
+#include <sc2/ops/sample.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -232,8 +234,7 @@ public:
                                       .max_sequences = options.max_running,
                                       .max_logit_rows = options.max_running,
                                       .stored_logit_rows = options.max_running},
-                                     pool_)),
-        scores_(static_cast<std::size_t>(lm.vocab_size())) {
+                                     pool_)) {
     SC2_CHECK(options.max_running > 0 && options.max_batch_tokens > 0,
               "engine: max_running {} and max_batch_tokens {} must be positive", options.max_running,
               options.max_batch_tokens);
@@ -241,6 +242,8 @@ public:
     finished_.reserve(static_cast<std::size_t>(options.max_running));
     batch_.reserve(static_cast<std::size_t>(options.max_running));
     rows_.reserve(static_cast<std::size_t>(options.max_running));
+    sample_rows_.reserve(static_cast<std::size_t>(options.max_running));
+    ids_.reserve(static_cast<std::size_t>(options.max_running));
   }
 
   Engine(const Engine&) = delete;
@@ -360,16 +363,19 @@ public:
     }
     const auto logits = lm_.forward(ctx, workspace_, pool_, batch_);
     const auto ran = Clock::now();
-    std::int64_t r = 0;
+    // Every row that wants a token is sampled where its logits are: one call for the batch.
+    sample_rows_.clear();
+    for (const Row& row : rows_)
+      if (row.logits) sample_rows_.push_back({&row.state->sampler, row.state->history});
+    ids_.resize(sample_rows_.size());
+    ops::sample(ctx, logits, std::span<const ops::SampleRow>(sample_rows_), std::span<std::int32_t>(ids_));
+    std::size_t r = 0;
     for (const Row& row : rows_) {
       State& s = *row.state;
       s.fed += static_cast<std::size_t>(row.count);
       if (!row.logits) continue;
       if (s.result.ids.empty()) s.result.timings.prompt_seconds = seconds(s.admitted, ran);
-      const auto values = logits.row(r++);
-      std::copy(values.begin(), values.end(), scores_.begin());
-      const std::int32_t id = s.sampler.sample(scores_, s.history);
-      sampled(s, id);
+      sampled(s, ids_[r++]);
     }
     std::erase_if(running_, [](const State* s) { return s->status == RequestStatus::finished; });
     return !running_.empty() || !waiting_.empty();
@@ -518,7 +524,8 @@ private:
   EngineOptions options_;
   Pool pool_;
   typename LM::Work workspace_;
-  std::vector<float> scores_;  // (V): the row the sampler rewrites
+  std::vector<ops::SampleRow> sample_rows_;  // the rows of this step that want a token
+  std::vector<std::int32_t> ids_;             // the tokens chosen for them
   std::map<RequestId, std::unique_ptr<State>> states_;
   std::deque<RequestId> waiting_;
   std::vector<State*> running_;  // admission order

@@ -126,7 +126,7 @@ public:
     const std::span<double> probs(probs_.data(), scores.size());
     softmax_into(scores, probs);
     // Inverse CDF of a uniform draw in [0, 1), over token index order, skipping tokens of probability 0.
-    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    const double u = draw_uniform();
     double cumulative = 0.0;
     std::int32_t last_possible = 0;
     for (std::size_t i = 0; i < probs.size(); ++i) {
@@ -137,6 +137,12 @@ public:
     }
     return last_possible;  // u fell past the rounded total
   }
+
+  /// The next uniform number in [0, 1) of this sampler's generator: the one
+  /// `sample` draws from. A device backend that applies the rules on the
+  /// device takes its draw from here, so a seed gives the same sequence of
+  /// draws on every backend.
+  double draw_uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   /// softmax(scores) in double; −inf scores give probability 0. Allocates its result;
   /// the sampler itself uses `softmax_into`.

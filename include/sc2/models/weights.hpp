@@ -13,7 +13,8 @@
 /// drop its mapped pages, so loading holds the weights in memory about once.
 ///
 /// Matrices keep their stored dtype (f32, bf16, f16) unless a dtype is asked
-/// for; vectors (biases, norms) are float.
+/// for or the backend names the one it keeps (`Backend::weight_dtype(stored)`:
+/// the CUDA backend's bf16); vectors (biases, norms) are float.
 
 #include <sc2/core/buffer.hpp>
 #include <sc2/core/context.hpp>
@@ -110,7 +111,7 @@ public:
       std::memcpy(aligned.data(), t.bytes.data(), t.bytes.size());
       host.data = aligned.data();
     }
-    const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(stored)));
+    const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(kept_dtype(stored))));
     release_mapped_pages(t.bytes);  // the backend has its own copy now
     return view;
   }
@@ -148,6 +149,13 @@ public:
   }
 
 private:
+  // The dtype a matrix stored as `stored` is kept in when none is asked for:
+  // the backend's choice where it has one (a GPU keeps bf16), else the stored one.
+  static DType kept_dtype(DType stored) noexcept {
+    if constexpr (requires { Backend::weight_dtype(stored); }) return Backend::weight_dtype(stored);
+    else return stored;
+  }
+
   const TensorInfo& get(const std::string& name, std::vector<std::int64_t> shape) {
     const TensorInfo& t = tensors_.at(name);
     SC2_CHECK(t.shape == shape, "tensor '{}' in '{}' has shape [{}], expected [{}] from config.json", name,

@@ -21,21 +21,11 @@
 /// memory, so a device kernel reads it without a round trip.
 
 #include <sc2/core/tensor.hpp>
+#include <sc2/ops/batch_entry.hpp>
 
 #include <cstdint>
 
 namespace sc2::ops {
-
-/// One sequence's chunk in a batch.
-struct BatchEntry {
-  std::int32_t first_row = 0;       ///< its first row in the packed batch
-  std::int32_t rows = 0;            ///< T_b: its tokens in this batch
-  std::int32_t start = 0;           ///< absolute position of its first row
-  std::int32_t first_position = 0;  ///< the sequence's first position: no key exists before it
-  std::int32_t page_offset = 0;     ///< where its pages start in the page table
-  std::int32_t first_page = 0;      ///< the logical page number of page_table[page_offset]
-  std::int32_t pages = 0;           ///< how many pages it lists
-};
 
 /// The plan of one batch, in memory space `Space`.
 template <class Space>
