@@ -328,8 +328,9 @@ constexpr int kSampleThreads = 1024;
 struct FirstMax {
   __device__ __forceinline__ cub::KeyValuePair<int, float> operator()(const cub::KeyValuePair<int, float>& a,
                                                                       const cub::KeyValuePair<int, float>& b) const {
-    if (b.value > a.value || (b.value == a.value && b.key < a.key) || (a.key < 0 && b.key >= 0)) return b;
-    return a;
+    if (b.key < 0) return a;  // no candidate (a thread whose scores were all NaN)
+    if (a.key < 0) return b;
+    return b.value > a.value || (b.value == a.value && b.key < a.key) ? b : a;
   }
 };
 
