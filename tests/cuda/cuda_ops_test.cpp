@@ -268,3 +268,102 @@ TEST_CASE("CUDA sampling picks the CPU sampler's tokens, greedy and seeded", "[c
     }
   }
 }
+
+namespace {
+
+// Rotates q and k and appends k, v on the GPU in one op, and on the CPU as rope,
+// rope, kv_append; compares q, k and every page of the pools (same page ids).
+template <class CudaBackend>
+void check_rope_kv_append(int H, int Hkv, int Dh, int rotary_dim, std::int64_t page, double tolerance, std::mt19937& rng) {
+  auto& gpu = *sc2::test::gpu();
+  sc2::CpuContext cpu(1);
+  const sc2::KvShape shape{1, Hkv, Dh, std::nullopt, 256};
+  sc2::KvPool<sc2::cpu::Backend> cpu_pool(shape, {.page_size = page, .pages = 64});
+  sc2::KvPool<CudaBackend> gpu_pool(shape, {.page_size = page, .pages = 64});
+  const auto a = cpu_pool.add(), b = cpu_pool.add();
+  REQUIRE(gpu_pool.add() == a);
+  REQUIRE(gpu_pool.add() == b);
+  // Two chunks in one batch: a at 0..20, b at 0..2 after 9 earlier positions skipped.
+  cpu_pool.prepare(cpu, b, 9);
+  cpu_pool.advance(b, 9);
+  gpu_pool.prepare(gpu, b, 9);
+  gpu_pool.advance(b, 9);
+  const std::int64_t Ta = 21, Tb = 3, T = Ta + Tb;
+  cpu_pool.prepare(cpu, a, Ta), cpu_pool.prepare(cpu, b, Tb);
+  gpu_pool.prepare(gpu, a, Ta), gpu_pool.prepare(gpu, b, Tb);
+  std::vector<std::int32_t> positions, row_entry, table;
+  std::vector<sc2::ops::BatchEntry> entries;
+  for (const auto& [seq, start, n] : {std::tuple{a, std::int64_t{0}, Ta}, std::tuple{b, std::int64_t{9}, Tb}}) {
+    const std::int64_t first_page = 0, pages = (start + n - 1) / page + 1;
+    const auto offset = static_cast<std::int32_t>(table.size());
+    table.resize(table.size() + static_cast<std::size_t>(pages));
+    cpu_pool.page_table(seq, first_page, pages, table.data() + offset);
+    entries.push_back({static_cast<std::int32_t>(positions.size()), static_cast<std::int32_t>(n),
+                       static_cast<std::int32_t>(start), 0, offset, 0, static_cast<std::int32_t>(pages)});
+    for (std::int64_t t = 0; t < n; ++t) {
+      positions.push_back(static_cast<std::int32_t>(start + t));
+      row_entry.push_back(static_cast<std::int32_t>(entries.size() - 1));
+    }
+  }
+  std::vector<std::int32_t> gpu_table(table.size());
+  gpu_pool.page_table(a, 0, entries[0].pages, gpu_table.data());
+  gpu_pool.page_table(b, 0, entries[1].pages, gpu_table.data() + entries[1].page_offset);
+  REQUIRE(gpu_table == table);
+  const sc2::ops::RotaryTable rotary(10000.0, rotary_dim);
+  auto q = random_floats(static_cast<std::size_t>(T * H * Dh), rng), k = random_floats(static_cast<std::size_t>(T * Hkv * Dh), rng);
+  const auto v = random_floats(static_cast<std::size_t>(T * Hkv * Dh), rng);
+  auto q_d = sc2::test::to_device(gpu, q), k_d = sc2::test::to_device(gpu, k);
+  const auto v_d = sc2::test::to_device(gpu, v);
+  const auto p_d = sc2::test::to_device(gpu, positions), r_d = sc2::test::to_device(gpu, row_entry);
+  const auto e_d = sc2::test::to_device(gpu, entries);
+  const auto t_d = sc2::test::to_device(gpu, table);
+  const sc2::ops::BatchView<sc2::Device> plan{p_d.view(), r_d.view(), e_d.view(), t_d.view(), page};
+  sc2::ops::rope_kv_append(gpu, gpu_pool.layer(0), sc2::TensorView<float, 3, sc2::Device>(q_d.data(), {T, H, Dh}),
+                           sc2::TensorView<float, 3, sc2::Device>(k_d.data(), {T, Hkv, Dh}),
+                           sc2::Matrix<const float, sc2::Device>(v_d.data(), {T, Hkv * Dh}), plan, rotary);
+  const sc2::ops::BatchView<sc2::Host> host_plan{std::span<const std::int32_t>(positions),
+                                                 std::span<const std::int32_t>(row_entry),
+                                                 std::span<const sc2::ops::BatchEntry>(entries),
+                                                 std::span<const std::int32_t>(table), page};
+  sc2::ops::rope(cpu, sc2::TensorView<float, 3>(q.data(), {T, H, Dh}), host_plan.positions, rotary);
+  sc2::ops::rope(cpu, sc2::TensorView<float, 3>(k.data(), {T, Hkv, Dh}), host_plan.positions, rotary);
+  sc2::ops::kv_append(cpu, cpu_pool.layer(0), sc2::ConstMatrixView(k.data(), {T, Hkv * Dh}),
+                      sc2::ConstMatrixView(v.data(), {T, Hkv * Dh}), host_plan);
+  INFO("H=" << H << " Hkv=" << Hkv << " Dh=" << Dh << " R=" << rotary_dim << " page=" << page);
+  const auto q_got = sc2::test::to_host(gpu, q_d), k_got = sc2::test::to_host(gpu, k_d);
+  CHECK(max_abs_diff(q_got.data(), q.data(), q.size()) <= 1e-6);
+  CHECK(max_abs_diff(k_got.data(), k.data(), k.size()) <= 1e-6);
+  // Every slot the batch wrote, keys and values, read back from the GPU pool.
+  const auto cpu_layer = cpu_pool.layer(0);
+  const auto gpu_layer = gpu_pool.layer(0);
+  using Kv = typename CudaBackend::KvElement;
+  const std::int64_t n = cpu_layer.pages * cpu_layer.page_elements();
+  std::vector<Kv> keys(static_cast<std::size_t>(n)), values(static_cast<std::size_t>(n));
+  sc2::ops::copy(gpu, sc2::Vector<Kv, sc2::Host>(keys.data(), {n}), sc2::Vector<const Kv, sc2::Device>(gpu_layer.keys, {n}));
+  sc2::ops::copy(gpu, sc2::Vector<Kv, sc2::Host>(values.data(), {n}), sc2::Vector<const Kv, sc2::Device>(gpu_layer.values, {n}));
+  double worst = 0.0;
+  for (std::int64_t t = 0; t < T; ++t) {
+    const auto& e = entries[static_cast<std::size_t>(row_entry[static_cast<std::size_t>(t)])];
+    const std::int32_t pg = sc2::ops::page_of(e, table.data(), page, positions[static_cast<std::size_t>(t)]);
+    for (int g = 0; g < Hkv; ++g)
+      for (int d = 0; d < Dh; ++d) {
+        const std::int64_t at = cpu_layer.offset(pg, g, positions[static_cast<std::size_t>(t)] % page) + d;
+        worst = std::max(worst, std::fabs(static_cast<double>(sc2::to_float(keys[static_cast<std::size_t>(at)])) - cpu_layer.keys[at]));
+        worst = std::max(worst, std::fabs(static_cast<double>(sc2::to_float(values[static_cast<std::size_t>(at)])) - cpu_layer.values[at]));
+      }
+  }
+  CHECK(worst <= tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("CUDA rope fused with the KV append writes what rope, rope and kv_append write", "[cuda][attention]") {
+  SC2_REQUIRE_GPU();
+  std::mt19937 rng(17);
+  for (const auto& [H, Hkv, Dh, R] : {std::tuple{4, 2, 64, 64}, std::tuple{24, 2, 128, 128}, std::tuple{12, 4, 96, 64}})
+    for (const std::int64_t page : {4, 7, 16}) {
+      check_rope_kv_append<sc2::cuda::Float32Backend>(H, Hkv, Dh, R, page, 1e-6, rng);
+      // bf16 pages: one rounding to nearest of values below 8 in magnitude, at most 2^-6 off.
+      check_rope_kv_append<sc2::cuda::Backend>(H, Hkv, Dh, R, page, std::ldexp(1.0, -6), rng);
+    }
+}

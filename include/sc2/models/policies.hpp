@@ -8,7 +8,9 @@
 ///   Norm        `Weights<Space>`, `load(loader, prefix, cfg)`, `forward(ctx, out, in, w, cfg)`
 ///   Mlp         `Weights<Space>`, `load(...)`, `scratch_floats(cfg, T)`, `forward(ctx, out, in, w, scratch)`,
 ///               `hidden_act` (the config.json activation it implements)
-///   Positional  `State`, `make(cfg)`, `apply(ctx, state, q, k, positions)`
+///   Positional  `State`, `make(cfg)`, `apply(ctx, state, q, k, positions)`; optionally
+///               `apply_and_append(ctx, state, q, k, v, layer, plan)`, which also writes the
+///               keys and values into the KV pages (one fused pass where the backend has one)
 ///   Mask        `make(cfg)` (an `ops::AttentionMask`), `window(cfg)` (the latest positions a
 ///               query sees, which bounds the KV pages a sequence holds; none: all)
 ///
@@ -109,6 +111,15 @@ struct RotaryEmbedding {
                     Vector<const std::int32_t, SpaceOf<Ctx>> positions) {
     ops::rope(ctx, q, positions, state);
     ops::rope(ctx, k, positions, state);
+  }
+  /// `apply`, then the rotated keys and the values v (T, Hkv·Dh) into the
+  /// layer's pages, in one op (`ops::rope_kv_append`) that a backend may fuse.
+  template <ExecutionContext Ctx, class Kv>
+  static void apply_and_append(Ctx& ctx, const State& state, TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> q,
+                               TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> k,
+                               Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> v,
+                               const ops::KvLayer<Kv, SpaceOf<Ctx>>& layer, const ops::BatchView<SpaceOf<Ctx>>& plan) {
+    ops::rope_kv_append(ctx, layer, q, k, v, plan, state);
   }
 };
 

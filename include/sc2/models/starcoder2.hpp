@@ -252,9 +252,13 @@ public:
       ops::linear(ctx, q, a, L.self_attn.q_proj.weight, L.self_attn.q_proj.bias);
       ops::linear(ctx, k, a, L.self_attn.k_proj.weight, L.self_attn.k_proj.bias);
       ops::linear(ctx, v, a, L.self_attn.v_proj.weight, L.self_attn.v_proj.bias);
-      Positional::apply(ctx, rope_, TensorView<Act, 3, Space>(q.data(), {T, H, Dh}),
-                        TensorView<Act, 3, Space>(k.data(), {T, Hkv, Dh}), plan.positions);
-      ops::kv_append(ctx, kv, k, v, plan);
+      const TensorView<Act, 3, Space> q_heads(q.data(), {T, H, Dh}), k_heads(k.data(), {T, Hkv, Dh});
+      if constexpr (requires { Positional::apply_and_append(ctx, rope_, q_heads, k_heads, v, kv, plan); }) {
+        Positional::apply_and_append(ctx, rope_, q_heads, k_heads, v, kv, plan);  // rope and kv_append in one op
+      } else {
+        Positional::apply(ctx, rope_, q_heads, k_heads, plan.positions);
+        ops::kv_append(ctx, kv, k, v, plan);
+      }
       ops::attention(ctx, attn, q, kv, plan, shape, mask_);
       ops::linear(ctx, o, attn, L.self_attn.o_proj.weight, L.self_attn.o_proj.bias);
       if (taps) tap(fmt::format("layers.{}.self_attn", l), o);

@@ -23,12 +23,15 @@
 /// runs whatever chunk the query came in: results do not depend on chunking.
 ///
 /// `kv_append` writes the rotated keys k (T, Hkv·Dh) and the values v of each
-/// row into the slot of its position in its entry's pages.
+/// row into the slot of its position in its entry's pages. `rope_kv_append`
+/// is `rope` on q and k followed by `kv_append`, which a backend may do in one
+/// pass over the rows (the CUDA backend does).
 
 #include <sc2/core/context.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
 #include <sc2/ops/batch_plan.hpp>
+#include <sc2/ops/rope.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -99,6 +102,27 @@ void kv_append(Ctx& ctx, const KvLayer<Kv, SpaceOf<Ctx>>& layer, Matrix<const Ac
             "kv_append: k ({}, {}) and v ({}, {}) must be ({}, {})", k.extent(0), k.extent(1), v.extent(0),
             v.extent(1), plan.rows(), width);
   run_kv_append(ctx, layer, k, v, plan);
+}
+
+/// Rotates q (T, H, Dh) and k (T, Hkv, Dh) in place by each row's position,
+/// then writes the rotated keys and the values v (T, Hkv·Dh) into each row's
+/// slot of the layer's pages: `rope(q)`, `rope(k)`, `kv_append(k, v)`.
+template <ExecutionContext Ctx, class Kv>
+void rope_kv_append(Ctx& ctx, const KvLayer<Kv, SpaceOf<Ctx>>& layer, TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> q,
+                    TensorView<ActivationOf<Ctx>, 3, SpaceOf<Ctx>> k, Matrix<const ActivationOf<Ctx>, SpaceOf<Ctx>> v,
+                    const BatchView<SpaceOf<Ctx>>& plan, const RotaryTable& table) {
+  const std::int64_t T = plan.rows();
+  SC2_CHECK(q.extent(0) == T && k.extent(0) == T && k.extent(1) == layer.kv_heads && k.extent(2) == layer.head_dim &&
+                q.extent(2) == layer.head_dim && q.is_contiguous() && k.is_contiguous(),
+            "rope_kv_append: q ({}, {}, {}) and k ({}, {}, {}) must be dense rows of {} heads of {}", q.extent(0),
+            q.extent(1), q.extent(2), k.extent(0), k.extent(1), k.extent(2), layer.kv_heads, layer.head_dim);
+  SC2_CHECK(table.rotary_dim() <= layer.head_dim, "rope_kv_append: rotary dim {} exceeds head dim {}",
+            table.rotary_dim(), layer.head_dim);
+  SC2_CHECK(v.extent(0) == T && v.extent(1) == std::int64_t{layer.kv_heads} * layer.head_dim && v.stride(1) == 1 &&
+                plan.page_size == layer.page_size,
+            "rope_kv_append: v ({}, {}) must be ({}, {})", v.extent(0), v.extent(1), T,
+            std::int64_t{layer.kv_heads} * layer.head_dim);
+  run_rope_kv_append(ctx, layer, q, k, v, plan, table);
 }
 
 /// Attention of every row's queries over its own sequence's keys in the pages.

@@ -22,6 +22,7 @@
 
 #include <sc2/backends/cpu/context.hpp>
 #include <sc2/backends/cpu/detail/simd.hpp>
+#include <sc2/backends/cpu/pointwise.hpp>
 #include <sc2/ops/attention.hpp>
 #include <sc2/ops/batch_plan.hpp>
 
@@ -249,6 +250,16 @@ inline void run_kv_append(Context& ctx, const ops::KvLayer<float, Host>& layer, 
   };
   if (k.extent(0) * k.extent(1) < (1 << 15)) body(0, k.extent(0));
   else ctx.pool().parallel_for(k.extent(0), 1, body);
+}
+
+/// CPU implementation of `ops::rope_kv_append`: rope on q and k, then the append.
+inline void run_rope_kv_append(Context& ctx, const ops::KvLayer<float, Host>& layer, TensorView<float, 3> q,
+                               TensorView<float, 3> k, ConstMatrixView v, const ops::BatchView<Host>& plan,
+                               const ops::RotaryTable& table) {
+  run_rope(ctx, q, plan.positions, table);
+  run_rope(ctx, k, plan.positions, table);
+  const std::int64_t T = k.extent(0), width = k.extent(1) * k.extent(2);
+  run_kv_append(ctx, layer, ConstMatrixView(k.data(), {T, width}), v, plan);
 }
 
 /// CPU implementation of `ops::attention`.

@@ -10,6 +10,7 @@
 ///     gelu_tanh     x = 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))
 ///     rope          x (T, heads, Dh) rotated by position (rotate_half)
 ///     kv_append     pages[page(pos), g, pos % P, :] = k[t, g, :]  (and v)
+///     rope_kv_append  both rotations and the append, one block per row
 ///     attention     out (T, H·Dh): softmax over each row's visible keys, online,
 ///                   in tiles of 32 keys; keys split over blocks and combined after
 ///     sample        one id per row of logits (R, V)
@@ -183,6 +184,51 @@ __global__ void kv_append_kernel(AttentionArgs a, Kv* keys, Kv* values, const fl
     const std::int64_t dst = kv_offset(a, e, pos, g) + d;
     store_kv(keys, dst, k[t * width + i]);
     store_kv(values, dst, v[t * width + i]);
+  }
+}
+
+/// One block per row: cos and sin of the row's angles once into shared memory,
+/// then q's heads rotated in place, then each kv head's rotated key (also kept
+/// in k) and its value written to the row's page slot.
+template <class Kv>
+__global__ void rope_kv_append_kernel(AttentionArgs a, Kv* keys, Kv* values, float* q, float* k, const float* v,
+                                      RotaryFrequencies f) {
+  __shared__ float cos_s[kMaxRotaryFrequencies], sin_s[kMaxRotaryFrequencies];
+  const std::int64_t t = blockIdx.x;
+  const std::int64_t pos = a.positions[t];
+  for (int i = threadIdx.x; i < f.half; i += blockDim.x) {
+    const float angle = static_cast<float>(pos) * f.inv_freq[i];
+    cos_s[i] = static_cast<float>(cos(static_cast<double>(angle)));
+    sin_s[i] = static_cast<float>(sin(static_cast<double>(angle)));
+  }
+  __syncthreads();
+  const int Dh = a.head_dim, half = f.half;
+  float* q_row = q + t * a.heads * Dh;
+  for (int x = threadIdx.x; x < a.heads * half; x += blockDim.x) {
+    const int h = x / half, i = x - h * half;
+    float* head = q_row + h * Dh;
+    const float x1 = head[i], x2 = head[i + half], c = cos_s[i], s = sin_s[i];
+    head[i] = x1 * c - x2 * s;
+    head[i + half] = x2 * c + x1 * s;
+  }
+  const ops::BatchEntry e = a.entries[a.row_entry[t]];
+  float* k_row = k + t * a.kv_heads * Dh;
+  const float* v_row = v + t * a.kv_heads * Dh;
+  for (int x = threadIdx.x; x < a.kv_heads * Dh; x += blockDim.x) {
+    const int g = x / Dh, d = x - g * Dh;
+    const std::int64_t slot = kv_offset(a, e, pos, g);
+    store_kv(values, slot + d, v_row[x]);
+    float* head = k_row + g * Dh;
+    if (d < half) {  // this thread owns the pair (d, d + half)
+      const float x1 = head[d], x2 = head[d + half], c = cos_s[d], s = sin_s[d];
+      const float r1 = x1 * c - x2 * s, r2 = x2 * c + x1 * s;
+      head[d] = r1;
+      head[d + half] = r2;
+      store_kv(keys, slot + d, r1);
+      store_kv(keys, slot + d + half, r2);
+    } else if (d >= 2 * half) {  // past the rotary dims: as it is
+      store_kv(keys, slot + d, head[d]);
+    }
   }
 }
 
@@ -557,6 +603,20 @@ void rope(cudaStream_t stream, float* x, const std::int32_t* positions, std::int
   detail::rope_kernel<<<static_cast<unsigned>(tokens), 64, 0, stream>>>(x, positions, heads, head_dim, row_stride,
                                                                          frequencies);
   detail::check_launch("rope");
+}
+
+void rope_kv_append(cudaStream_t stream, const AttentionArgs& layer, float* q, float* k, const float* v,
+                    const RotaryFrequencies& frequencies) {
+  const auto rows = static_cast<unsigned>(layer.rows);
+  if (layer.kv_type == KvType::bf16)
+    detail::rope_kv_append_kernel<<<rows, 128, 0, stream>>>(
+        layer, static_cast<std::uint16_t*>(const_cast<void*>(layer.keys)),
+        static_cast<std::uint16_t*>(const_cast<void*>(layer.values)), q, k, v, frequencies);
+  else
+    detail::rope_kv_append_kernel<<<rows, 128, 0, stream>>>(layer, static_cast<float*>(const_cast<void*>(layer.keys)),
+                                                            static_cast<float*>(const_cast<void*>(layer.values)), q,
+                                                            k, v, frequencies);
+  detail::check_launch("rope_kv_append");
 }
 
 void kv_append(cudaStream_t stream, const AttentionArgs& layer, const float* k, const float* v) {

@@ -90,6 +90,10 @@ void convert(cudaStream_t stream, void* out, DType out_dtype, const void* in, DT
 /// Rotates x (T, heads, Dh), rows `row_stride` floats apart, by positions (T).
 void rope(cudaStream_t stream, float* x, const std::int32_t* positions, std::int64_t tokens, int heads, int head_dim,
           std::int64_t row_stride, const RotaryFrequencies& frequencies);
+/// Rotates q (T, H, Dh) and k (T, Hkv, Dh) in place, dense rows, and writes the
+/// rotated k and v (T, Hkv·Dh) into each row's slot of the pool layer's pages.
+void rope_kv_append(cudaStream_t stream, const AttentionArgs& layer, float* q, float* k, const float* v,
+                    const RotaryFrequencies& frequencies);
 /// Writes k and v (T, Hkv·Dh) into each row's slot of the pool layer's pages.
 void kv_append(cudaStream_t stream, const AttentionArgs& layer, const float* k, const float* v);
 /// Split-KV attention (see attention.cuh): `splits` blocks per row and kv head;

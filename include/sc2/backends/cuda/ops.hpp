@@ -6,7 +6,8 @@
 ///     linear        out (T, N) = in (T, K) · Wᵀ + bias      cuBLASLt; bf16 weights take
 ///                                                           the input rounded to bf16,
 ///                                                           f32 accumulation, bias epilogue
-///     layer_norm, gelu_tanh, add, gather_rows, embedding, rope, kv_append:  one kernel each
+///     layer_norm, gelu_tanh, add, gather_rows, embedding, rope, kv_append:  one kernel each;
+///     rope_kv_append: both rotations and the append in one kernel
 ///     attention     split-KV online-softmax kernel (kernels.cuh), splits chosen so that
 ///                   a decode step of few rows still fills every multiprocessor
 ///     sample        penalty, filters and draw on the device; one id per row comes back
@@ -72,6 +73,16 @@ kernels::AttentionArgs attention_args(const ops::KvLayer<Kv, Device>& layer, con
   a.head_dim = layer.head_dim;
   a.page_size = plan.page_size;
   return a;
+}
+
+/// A rotary table's frequencies as the kernels take them (by value).
+inline kernels::RotaryFrequencies frequencies(const ops::RotaryTable& table) {
+  SC2_CHECK(table.rotary_dim() / 2 <= kernels::kMaxRotaryFrequencies, "CUDA rope: rotary dim {} exceeds {}",
+            table.rotary_dim(), 2 * kernels::kMaxRotaryFrequencies);
+  kernels::RotaryFrequencies f;
+  f.half = table.rotary_dim() / 2;
+  std::copy(table.inv_freq().begin(), table.inv_freq().end(), f.inv_freq);
+  return f;
 }
 
 /// Chooses the cuBLASLt plan of one product shape.
@@ -234,14 +245,22 @@ inline void run_embedding(Context& ctx, Matrix<float, Device> out, const WeightV
 inline void run_rope(Context& ctx, TensorView<float, 3, Device> x, Vector<const std::int32_t, Device> positions,
                      const ops::RotaryTable& table) {
   SC2_CHECK(x.stride(1) == x.extent(2), "CUDA rope: heads must be dense within a row");
-  kernels::RotaryFrequencies f;
-  SC2_CHECK(table.rotary_dim() / 2 <= kernels::kMaxRotaryFrequencies, "CUDA rope: rotary dim {} exceeds {}",
-            table.rotary_dim(), 2 * kernels::kMaxRotaryFrequencies);
-  f.half = table.rotary_dim() / 2;
-  std::copy(table.inv_freq().begin(), table.inv_freq().end(), f.inv_freq);
+  const kernels::RotaryFrequencies f = detail::frequencies(table);
   if (x.extent(0) > 0)
     kernels::rope(ctx.stream(), x.data(), positions.data(), x.extent(0), static_cast<int>(x.extent(1)),
                   static_cast<int>(x.extent(2)), x.stride(0), f);
+}
+
+/// CUDA `ops::rope_kv_append`: one kernel rotates q and k and writes k and v to the pages.
+template <class Kv>
+void run_rope_kv_append(Context& ctx, const ops::KvLayer<Kv, Device>& layer, TensorView<float, 3, Device> q,
+                        TensorView<float, 3, Device> k, Matrix<const float, Device> v,
+                        const ops::BatchView<Device>& plan, const ops::RotaryTable& table) {
+  SC2_CHECK(v.is_contiguous(), "CUDA rope_kv_append: rows must be dense");
+  kernels::AttentionArgs a = detail::attention_args(layer, plan);
+  a.heads = static_cast<int>(q.extent(1));
+  if (plan.rows() > 0)
+    kernels::rope_kv_append(ctx.stream(), a, q.data(), k.data(), v.data(), detail::frequencies(table));
 }
 
 /// CUDA `ops::kv_append`.
