@@ -121,6 +121,32 @@ TEST_CASE("a request starts from another's cached prefix and gets the tokens it 
                     Catch::Contains("are not the first tokens of request"));
 }
 
+TEST_CASE("a cached prompt serves later prefixes after its request generated past the window", "[engine][prefix]") {
+  sc2::CpuContext ctx(2);
+  // A window of 8: generating 20 tokens moves it far past the prompt's end.
+  const LM lm = LM::load(ctx, sc2::test::fixture("models/gqa1_tied_window8_f32"));
+  std::mt19937 rng(21);
+  auto first = make_request(random_ids(40, lm.vocab_size(), rng), 20, false, 0);
+  first.keep_cache = true;
+  auto second = make_request(std::vector<std::int32_t>(first.prompt.begin(), first.prompt.begin() + 37), 6, false, 0);
+  for (const auto id : random_ids(4, lm.vocab_size(), rng)) second.prompt.push_back(id);
+  sc2::Engine<LM> engine(lm, tiny_tokenizer(), {.max_batch_tokens = 16, .max_running = 2, .page_size = 4});
+  const auto a = engine.add(first);
+  while (engine.step(ctx)) {
+  }
+  second.prefix_of = a;
+  second.prefix_tokens = 37;
+  const auto b = engine.add(second);
+  while (engine.step(ctx)) {
+  }
+  CHECK(engine.result(b).timings.cached_tokens == 37);
+  CHECK(engine.result(b).ids == alone(lm, ctx, second).ids);
+  CHECK(engine.result(a).ids == alone(lm, ctx, first).ids);
+  engine.release(b);
+  engine.release(a);
+  CHECK(engine.pool().free_pages() == engine.pool().pages());
+}
+
 TEST_CASE("cancelling frees a request's pages; a full pool makes requests wait", "[engine][pages]") {
   sc2::CpuContext ctx(1);
   const LM lm = LM::load(ctx, sc2::test::fixture("models/gqa1_tied_window8_f32"));  // window 8

@@ -135,8 +135,11 @@ struct Request {
   /// window moved past them), or does not hold them yet, they are computed.
   std::optional<RequestId> prefix_of;
   std::int64_t prefix_tokens = 0;  ///< with `prefix_of`: how many tokens to take
-  /// Keep the request's cached keys and values when it finishes, so later requests
-  /// can start from its tokens; `release` lets them go.
+  /// Keep the prompt's cached keys and values when the request finishes, so later
+  /// requests can start from any prefix of it; `release` lets them go. They are
+  /// kept as they were when the prompt was fed (a second sequence shares its
+  /// pages then), so the sliding window moving on as it generates loses nothing.
+  /// While it runs, later requests may also start from its generated tokens.
   bool keep_cache = false;
 };
 
@@ -305,6 +308,7 @@ public:
       s.status = RequestStatus::finished;
       s.result.stop_reason = StopReason::cancelled;
       s.result.text = s.sink.text();
+      finished_.push_back(id);
       return;
     }
     finish(s, StopReason::cancelled);
@@ -318,6 +322,14 @@ public:
               s.status == RequestStatus::waiting ? "waiting" : "running");
     drop_cache(s);
     states_.erase(id);
+  }
+
+  /// True when the next waiting request is held back only by KV pages promised
+  /// to others (running requests, and finished ones that keep their cache): a
+  /// caller that keeps caches for reuse releases some then.
+  bool waiting_for_pages() const {
+    if (waiting_.empty() || static_cast<std::int64_t>(running_.size()) >= options_.max_running) return false;
+    return promised_ + at(waiting_.front()).pages > pool_.pages();
   }
 
   /// Where `id` is.
@@ -374,7 +386,10 @@ public:
       State& s = *row.state;
       s.fed += static_cast<std::size_t>(row.count);
       if (!row.logits) continue;
-      if (s.result.ids.empty()) s.result.timings.prompt_seconds = seconds(s.admitted, ran);
+      if (s.result.ids.empty()) {
+        s.result.timings.prompt_seconds = seconds(s.admitted, ran);
+        if (s.request.keep_cache) snapshot_prompt(s);
+      }
       sampled(s, ids_[r++]);
     }
     std::erase_if(running_, [](const State* s) { return s->status == RequestStatus::finished; });
@@ -397,6 +412,8 @@ private:
     std::vector<std::int32_t> eos;
     GenerationResult result;
     SequenceId sequence = -1;
+    SequenceId snapshot = -1;         // keep_cache: the pool's view of the prompt alone, taken when it was fed
+    std::int64_t snapshot_pages = 0;  // pages promised to the snapshot
     std::size_t fed = 0;     // tokens of `history` in the pool
     std::int64_t pages = 0;  // pages promised at admission
     Clock::time_point added, admitted, first_token;
@@ -456,13 +473,19 @@ private:
       s.sequence = -1;
       if (s.request.prefix_of && shared > 0) {
         const auto it = states_.find(*s.request.prefix_of);
-        if (it != states_.end() && it->second->sequence >= 0 && it->second->fed >= static_cast<std::size_t>(shared)) {
-          try {
-            s.sequence = pool_.fork(it->second->sequence, shared);
-            s.fed = static_cast<std::size_t>(shared);
-            s.result.timings.cached_tokens = shared;
-          } catch (const Error&) {
-            s.sequence = -1;  // the source's window moved past the prefix: compute it again
+        if (it != states_.end()) {
+          const State& source = *it->second;
+          // The source's own sequence while it still holds the prefix's window; else the
+          // snapshot of its prompt, for as much of the prefix as the prompt covers.
+          std::int64_t used = 0;
+          if (source.sequence >= 0 && source.fed >= static_cast<std::size_t>(shared))
+            s.sequence = try_fork(source.sequence, used = shared);
+          if (s.sequence < 0 && source.snapshot >= 0)
+            s.sequence = try_fork(
+                source.snapshot, used = std::min<std::int64_t>(shared, static_cast<std::int64_t>(source.request.prompt.size())));
+          if (s.sequence >= 0) {
+            s.fed = static_cast<std::size_t>(used);
+            s.result.timings.cached_tokens = used;
           }
         }
       }
@@ -472,6 +495,32 @@ private:
       }
       running_.push_back(&s);
     }
+  }
+
+  // A sequence holding the first `tokens` positions of `source`, or -1 when the
+  // source no longer holds them (its window moved past them): they are computed then.
+  SequenceId try_fork(SequenceId source, std::int64_t tokens) {
+    try {
+      return pool_.fork(source, tokens);
+    } catch (const Error&) {
+      return -1;
+    }
+  }
+
+  // keep_cache: once the prompt is in the pool, a second sequence shares its
+  // pages, so that later requests can start from the prompt even after this one's
+  // window has moved on while generating. Its pages are promised like a request's;
+  // without room for them there is no snapshot.
+  void snapshot_prompt(State& s) {
+    const SequenceId snapshot = pool_.share(s.sequence);  // every page it holds: its prompt, fed just now
+    const std::int64_t held = pool_.held_pages(snapshot);
+    if (promised_ + held > pool_.pages()) {
+      pool_.release(snapshot);
+      return;
+    }
+    s.snapshot = snapshot;
+    s.snapshot_pages = held;
+    promised_ += held;
   }
 
   void add_rows(State& s, std::int64_t count, bool logits) {
@@ -508,11 +557,23 @@ private:
     s.result.timings.generated_tokens = static_cast<std::int64_t>(s.result.ids.size());
     if (!s.result.ids.empty()) s.result.timings.generate_seconds = seconds(s.first_token, Clock::now());
     s.status = RequestStatus::finished;
-    if (!s.request.keep_cache || reason == StopReason::cancelled) drop_cache(s);
+    if (!s.request.keep_cache || reason == StopReason::cancelled) {
+      drop_cache(s);
+    } else if (s.snapshot >= 0) {  // the snapshot keeps the prompt; the generated rest goes back
+      pool_.release(s.sequence);
+      s.sequence = -1;
+      promised_ -= s.pages;
+    }
     finished_.push_back(s.id);
   }
 
   void drop_cache(State& s) {
+    if (s.snapshot >= 0) {
+      pool_.release(s.snapshot);
+      s.snapshot = -1;
+      promised_ -= s.snapshot_pages;
+      s.snapshot_pages = 0;
+    }
     if (s.sequence < 0) return;
     pool_.release(s.sequence);
     s.sequence = -1;

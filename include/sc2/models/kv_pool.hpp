@@ -16,6 +16,7 @@
 /// - Prefix sharing: `fork(source, n)` starts a sequence from the first n
 ///   positions of another: it shares (reference counts) the pages that hold
 ///   them; a shared page is copied before either sequence writes into it.
+///   `share(source)` keeps every page a sequence holds as a snapshot of it.
 /// - A fixed budget: the pool has the pages it was made with. `pages_needed`
 ///   says what a chunk would take; `prepare` throws an `sc2::Error` when the
 ///   pool cannot give it, and changes nothing then.
@@ -183,6 +184,23 @@ public:
       s.table[static_cast<std::size_t>(n)] = page;
       ++references_[static_cast<std::size_t>(page)];
     }
+    return id;
+  }
+
+  /// A new sequence that shares every page `source` holds now, with its length:
+  /// a snapshot that keeps those keys and values while `source` moves on (a
+  /// shared page is copied before either writes into it). Later `fork`s of the
+  /// snapshot can start from any of its positions whose window it holds.
+  SequenceId share(SequenceId source) {
+    SC2_CHECK(contains(source), "KvPool: no sequence {}", source);
+    const SequenceId id = new_slot();
+    Sequence& s = sequences_[static_cast<std::size_t>(id)];
+    const Sequence& from = sequences_[static_cast<std::size_t>(source)];  // new_slot may have moved it
+    s.first = from.first;
+    s.length = from.length;
+    s.table = from.table;
+    for (const std::int32_t page : s.table)
+      if (page >= 0) ++references_[static_cast<std::size_t>(page)];
     return id;
   }
 
