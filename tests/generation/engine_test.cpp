@@ -147,7 +147,7 @@ TEST_CASE("a cached prompt serves later prefixes after its request generated pas
   CHECK(engine.pool().free_pages() == engine.pool().pages());
 }
 
-TEST_CASE("cancelling frees a request's pages; a full pool makes requests wait", "[engine][pages]") {
+TEST_CASE("cancelling frees a request's pages, and a full pool makes requests wait", "[engine][pages]") {
   sc2::CpuContext ctx(1);
   const LM lm = LM::load(ctx, sc2::test::fixture("models/gqa1_tied_window8_f32"));  // window 8
   std::mt19937 rng(2);

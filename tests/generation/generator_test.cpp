@@ -152,7 +152,7 @@ TEST_CASE("a stop string ends generation and the text stops before it", "[genera
   CHECK(run.streamed == run.result.text);  // the held-back "\n" of "\ndef " never leaked
 }
 
-TEST_CASE("EOS ends generation; the id is kept, the text is not", "[generation]") {
+TEST_CASE("EOS ends generation: the id is kept, the text is not", "[generation]") {
   sc2::GenerationConfig config;
   const auto run = generate_scripted("x = 1", config, {0, 42, 43});
   CHECK(run.result.stop_reason == sc2::StopReason::eos);

@@ -115,7 +115,7 @@ TEST_CASE("every endpoint answers: health, models, tokenize, detokenize, metrics
   CHECK(server.stop() == 0);  // SIGTERM: a clean stop
 }
 
-TEST_CASE("streamed responses add up to the whole response; OpenAI streams end with [DONE]", "[server]") {
+TEST_CASE("streamed responses add up to the whole response, and OpenAI streams end with [DONE]", "[server]") {
   ServerProcess server({});
   auto client = server.client();
   const json body = infill_body("def fibonacci(n):\n    ", "\n    return a\n", 24);
