@@ -88,7 +88,6 @@ struct HttpError {
 /// One HTTP request's link to the engine.
 struct Job {
   sc2::Request request;
-  bool fim = false;
   bool cache = true;                      ///< keep the pages for later prefixes
   std::int64_t deadline_ms = 0;           ///< time limit from submission
   Clock::time_point submitted = Clock::now();
@@ -100,7 +99,6 @@ struct Job {
   bool timed_out = false;
   std::optional<HttpError> error;         ///< set when the engine refused the request
   sc2::GenerationResult result;           ///< final once `done`
-  std::int64_t cached_tokens = 0;         ///< prompt tokens taken from the cache
   std::atomic<bool> cancelled{false};     ///< the client went away
 };
 
@@ -286,7 +284,6 @@ private:
       {
         std::lock_guard lock(job->mutex);
         job->result = result;
-        job->cached_tokens = result.timings.cached_tokens;
         job->done = true;
         job->changed.notify_all();
       }
@@ -440,7 +437,6 @@ std::shared_ptr<Job> infill_job(const json& body, const Scheduler& s, const Opti
       extra.push_back({text_field(chunk, "filename"), text_field(chunk, "text")});
     }
   }
-  job->fim = true;
   job->request.prompt = infill_prompt(s.tokenizer(), text_field(body, "input_prefix"), text_field(body, "input_suffix"),
                                       extra, text_field(body, "prompt"));
   auto& config = job->request.config;
@@ -484,8 +480,7 @@ std::shared_ptr<Job> completion_job(const json& body, const Scheduler& s, const 
   const auto suffix = body.find("suffix");
   auto& config = job->request.config;
   if (suffix != body.end() && !suffix->is_null()) {
-    job->fim = true;
-    job->request.prompt = infill_prompt(s.tokenizer(), prompt, text_field(body, "suffix"), {}, {});
+      job->request.prompt = infill_prompt(s.tokenizer(), prompt, text_field(body, "suffix"), {}, {});
     add_fim_stops(config, s.tokenizer(), s.config().eos_token_ids);
   } else {
     job->request.prompt = s.tokenizer().encode(prompt);
@@ -654,6 +649,7 @@ std::string prometheus(const Metrics& m, const std::string& model) {
   metric("requests_waiting", "gauge", "Requests waiting for room in the engine.", m.waiting);
   metric("requests_cancelled_total", "counter", "Requests cancelled because their client went away.", m.cancelled);
   metric("requests_rejected_total", "counter", "Requests refused (400, 401, 413, 503).", m.rejected);
+  metric("requests_failed_total", "counter", "Requests the engine refused or failed (400, 500).", m.errors);
   metric("kv_pages_used", "gauge", "KV pages held by running and cached requests.", m.pages_used);
   metric("kv_pages_free", "gauge", "KV pages free.", m.pages_free);
   metric("prompt_tokens_total", "counter", "Prompt tokens of finished requests.", m.prompt_tokens);
