@@ -1,7 +1,7 @@
 // sc2-attention-bench: decode attention alone, one token against a full cache.
 //
 //   sc2-attention-bench [--keys 4096] [--layers 30] [--heads 24] [--kv-heads 2] [--head-dim 128]
-//                       [--page-size 32] [--threads 2] [--isa scalar|avx2|avx512|avx512bf16] [--repeat 10] [--json]
+//                       [--page-size 32] [--threads 2] [--isa scalar|avx2|avx512|avx512bf16|amx|amxbf16] [--repeat 10] [--json]
 //
 // Fills the pages of one sequence in a KV pool with `keys` random keys and values
 // in every layer, then times one query token through the attention of every layer
@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   app.add_option("--head-dim", head_dim, "head dimension")->check(CLI::Range(1, 1024));
   app.add_option("--page-size", page_size, "positions per KV page")->check(CLI::Range(1, 1 << 16));
   app.add_option("--threads", threads, "threads (0: all cores)");
-  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512 or avx512bf16");
+  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512, avx512bf16, amx or amxbf16");
   app.add_option("--repeat", repeat, "timed repetitions")->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);

@@ -122,7 +122,7 @@ def main() -> None:
     p.add_argument("--prompt", type=int, default=512)
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--runs", type=int, default=2)
-    p.add_argument("--sc2-isa", default="", help="force sc2's SIMD path (scalar, avx2, avx512, avx512bf16)")
+    p.add_argument("--sc2-isa", default="", help="force sc2's SIMD path (scalar, avx2, avx512, avx512bf16, amx, amxbf16)")
     p.add_argument("--depths", type=int, nargs="*", default=[], help="also decode after these context lengths")
     p.add_argument("--llama-max-depth", type=int, default=1 << 30,
                    help="run llama.cpp only at depths up to this (it prefills the whole context for real, "

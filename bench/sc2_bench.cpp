@@ -119,23 +119,59 @@ SC2_TARGET_AVX512_BF16 float dpbf16_chains(std::int64_t steps) {
 SC2_AVX512_END
 #endif
 
+#if SC2_HAVE_AMX
+// tdpbf16ps: four independent 16 × 16 float tiles, each adding the product of a 16 × 32 and a
+// 32 × 16 bf16 tile per step.
+SC2_TARGET_AMX float amx_tile_chains(std::int64_t steps) {
+  alignas(64) std::uint16_t a[512], b[512];
+  std::fill_n(a, 512, std::uint16_t{0x3f80});  // 1
+  std::fill_n(b, 512, std::uint16_t{0x3a83});  // ~1e-3
+  const sc2::cpu::detail::AmxTileConfig config;
+  _tile_loadconfig(&config);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, a, 64);
+  _tile_loadd(5, a, 64);
+  _tile_loadd(6, b, 64);
+  _tile_loadd(7, b, 64);
+  for (std::int64_t n = 0; n < steps / 16; ++n) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  alignas(64) float c[256];
+  _tile_stored(0, c, 64);
+  _tile_release();
+  return c[0];
+}
+#endif
+
 // Arithmetic peak in GFLOP/s, all threads, of the instruction the prefill linear layers multiply
 // with on `isa` for `weights` (a multiply-add counts 2): 256-bit FMA on avx2, 512-bit FMA on
-// avx512, vdpbf16ps for bf16 weights on avx512bf16. Best of 3 passes; 0 for the scalar path.
+// avx512, vdpbf16ps for bf16 weights on avx512bf16, tdpbf16ps on amxbf16, and on amx tdpbf16ps
+// divided by the three bf16 products one float product takes there. Best of 3 passes; 0 for the
+// scalar path.
 double peak_gflops(sc2::ThreadPool& pool, sc2::cpu::Isa isa, sc2::DType weights) {
 #if SC2_HAVE_X86_SIMD
   using sc2::cpu::Isa;
   float (*chains)(std::int64_t) = nullptr;
   double flops_per_step = 0.0;  // 12 chains × lanes × 2
-  if (isa == Isa::avx512_bf16 && weights == sc2::DType::bf16) {
+  if (sc2::cpu::detail::runs_on_amx(isa, weights)) {
+#if SC2_HAVE_AMX
+    // 16 steps are one round of four tile products.
+    chains = amx_tile_chains, flops_per_step = 4.0 * 16 * 16 * 32 * 2 / 16 / sc2::cpu::detail::amx_parts(isa);
+#endif
+  } else if (isa == Isa::avx512_bf16 && weights == sc2::DType::bf16) {
     chains = dpbf16_chains, flops_per_step = 12 * 16 * 2 * 2;
   } else if (sc2::cpu::uses_avx512(isa)) {
     chains = fma_chains_avx512, flops_per_step = 12 * 16 * 2;
   } else if (isa == Isa::avx2) {
     chains = fma_chains_avx2, flops_per_step = 12 * 8 * 2;
-  } else {
-    return 0.0;
   }
+  if (!chains) return 0.0;
   const std::int64_t steps = 50'000'000;
   std::vector<float> sink(static_cast<std::size_t>(pool.size()));
   double best = 0.0;
@@ -344,7 +380,7 @@ int main(int argc, char** argv) {
   app.add_option("--decode-tokens", decode_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20));
   app.add_option("--chunk", chunk, "prefill chunk (max tokens per forward)")->check(CLI::Range(1, 1 << 16));
   app.add_option("--context", context, "KV-cache context limit (0: prompt + decode)");
-  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512 or avx512bf16");
+  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512, avx512bf16, amx or amxbf16");
   app.add_option("--depth", depth,
                  "decode as if this many tokens preceded the prompt: the cache is advanced without computing "
                  "them (its contents are zeros), which costs the same per token; for speed at long context");
@@ -401,7 +437,8 @@ int main(int argc, char** argv) {
     if (json) {
       nlohmann::ordered_json out = {{"model", model_dir}, {"threads", ctx.threads()}, {"isa", sc2::cpu::isa_name(ctx.isa())},
                                     {"load_s", load_s}, {"prompt_tokens", prompt_tokens}, {"prefill_s", prefill_s},
-                                    {"prefill_tokens_per_s", prefill_tps}, {"prefill_gflops_per_s", prefill_gflops},
+                                    {"prefill_tokens_per_s", prefill_tps}, {"time_to_first_token_s", prefill_s},
+                                    {"prefill_gflops_per_s", prefill_gflops},
                                     {"peak_gflops_per_s", peak_gflops_s}, {"decode_tokens", decode_tokens},
                                     {"decode_s", decode_s}, {"decode_tokens_per_s", decode_tps}, {"depth", depth},
                                     {"read_bandwidth_gbs", bandwidth_gbs}, {"decode_roofline_tokens_per_s", roofline},
@@ -418,8 +455,9 @@ int main(int argc, char** argv) {
       fmt::print("model    {} ({} layers, hidden {}), weights {:.2f} GB, {} threads, {} path, loaded in {:.2f} s\n",
                  model_dir, cfg.num_hidden_layers, cfg.hidden_size, static_cast<double>(weight_bytes) / 1e9,
                  ctx.threads(), sc2::cpu::isa_name(ctx.isa()), load_s);
-      fmt::print("prefill  {} × {} tokens in {:.2f} s: {:.2f} tokens/s, {:.1f} GFLOP/s\n", first.sequences,
-                 prompt_tokens, prefill_s, prefill_tps, prefill_gflops);
+      fmt::print("prefill  {} × {} tokens in {:.2f} s: {:.2f} tokens/s, {:.1f} GFLOP/s{}\n", first.sequences,
+                 prompt_tokens, prefill_s, prefill_tps, prefill_gflops,
+                 first.sequences == 1 ? fmt::format("; first token after {:.2f} s", prefill_s) : std::string());
       fmt::print("decode   {} × {} tokens in {:.2f} s: {:.2f} tokens/s per sequence{}\n", first.sequences,
                  decode_tokens, decode_s, decode_tps,
                  depth > 0 ? fmt::format(" (after a context of {} tokens)", depth + prompt_tokens) : std::string());

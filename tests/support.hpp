@@ -86,10 +86,21 @@ inline double max_abs_diff(const float* a, const float* b, std::size_t n) {
   return worst;
 }
 
-/// Every instruction-set path this machine can run.
+/// Every float32-class instruction-set path this machine can run (the paths
+/// that round activations to bf16 are checked against their own references).
 inline std::vector<cpu::Isa> supported_isas() {
   std::vector<cpu::Isa> out{cpu::Isa::scalar};
-  for (const cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512})
+  for (const cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::amx})
+    if (cpu::isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+/// Every instruction-set path this machine can run, the ones that round
+/// activations to bf16 included: each must give a sequence the same bits in
+/// any batch.
+inline std::vector<cpu::Isa> all_supported_isas() {
+  std::vector<cpu::Isa> out = supported_isas();
+  for (const cpu::Isa isa : {cpu::Isa::avx512_bf16, cpu::Isa::amx_bf16})
     if (cpu::isa_supported(isa)) out.push_back(isa);
   return out;
 }

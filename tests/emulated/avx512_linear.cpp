@@ -51,6 +51,7 @@ inline float reduce_add_ps(simde__m512 a) {
 #define SC2_TARGET_AVX2
 #define SC2_TARGET_AVX512
 #define SC2_TARGET_AVX512_BF16
+#define SC2_HAVE_AMX 0  // tile instructions have no emulation
 
 #include "linear_check.hpp"
 

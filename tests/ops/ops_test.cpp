@@ -129,6 +129,13 @@ TEST_CASE("the opt-in AVX-512 BF16 prefill matches the reference on bf16 activat
   sc2::test::check_linear_panel_range(sc2::cpu::Isa::avx512_bf16);
 }
 
+TEST_CASE("the AMX linear kernels match the reference, split exactly and rounded to bf16", "[ops][linear][amx]") {
+  for (const sc2::cpu::Isa isa : {sc2::cpu::Isa::amx, sc2::cpu::Isa::amx_bf16}) {
+    if (!sc2::cpu::isa_supported(isa)) SC2_SKIP_TEST("this processor (or its OS) gives no AMX-BF16 tiles");
+    sc2::test::check_linear_panel_range(isa);
+  }
+}
+
 TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {
   sc2::CpuContext ctx(1);
   std::vector<float> x(6), w(6), out(4);

@@ -54,10 +54,18 @@ public:
     return buffer.span().first(count);
   }
 
+  /// At least `bytes` of scratch shared by the threads of one op (one thread
+  /// fills it, all read it), kept between calls like `scratch`; 64-byte aligned.
+  std::span<std::byte> shared_scratch(std::size_t bytes) {
+    if (shared_.size() * sizeof(float) < bytes) shared_ = Buffer<float>((bytes + sizeof(float) - 1) / sizeof(float));
+    return std::as_writable_bytes(shared_.span()).first(bytes);
+  }
+
 private:
   ThreadPool pool_;
   Isa isa_;
   std::vector<Buffer<float>> scratch_;
+  Buffer<float> shared_;
 };
 
 /// The CPU backend: the model is templated on it.

@@ -36,8 +36,15 @@
 /// `vdpbf16ps` adds both products of a pair into a float accumulator. It
 /// rounds the activations, so it is not float32 arithmetic; it is used for
 /// every T, so it too gives a sequence the same bits in any batch.
+///
+/// The AMX paths (`Isa::amx`, `Isa::amx_bf16`, both opt-in) run bf16 weights
+/// on the tile engine for every T (`detail/amx.hpp`): `amx` splits each
+/// activation exactly into three bf16 parts, so its products are exact and it
+/// stays float32-class (about 2× the FMA kernels' prefill, but a decode step
+/// about 40% slower); `amx_bf16` rounds activations to bf16 like `avx512_bf16`.
 
 #include <sc2/backends/cpu/context.hpp>
+#include <sc2/backends/cpu/detail/amx.hpp>
 #include <sc2/backends/cpu/detail/simd.hpp>
 #include <sc2/core/buffer.hpp>
 #include <sc2/core/tensor.hpp>
@@ -422,9 +429,15 @@ constexpr std::size_t bf16_pair_scratch(std::int64_t T) noexcept {
   return static_cast<std::size_t>(kPackRows * kPackK / 2 + T * kPackK / 2);
 }
 
+/// True when `isa` runs a `dtype` weight on AMX tiles.
+constexpr bool runs_on_amx(Isa isa, DType dtype) noexcept { return SC2_HAVE_AMX && uses_amx(isa) && dtype == DType::bf16; }
+
 /// Size in floats of the per-thread scratch `linear_panel_range` needs for T
-/// tokens of a `dtype` weight on `isa` (none when it reads W directly).
-constexpr std::size_t linear_scratch(Isa isa, DType dtype, std::int64_t T) noexcept {
+/// tokens of K of a `dtype` weight on `isa` (none when it reads W directly).
+/// On AMX it holds the split activations too; `run_linear` splits them once,
+/// for all threads, and asks each for `kAmxTileScratch` only.
+constexpr std::size_t linear_scratch(Isa isa, DType dtype, std::int64_t T, std::int64_t K) noexcept {
+  if (runs_on_amx(isa, dtype)) return kAmxTileScratch + (split_elements(T, K, amx_parts(isa)) + 1) / 2;
   if (isa == Isa::avx512_bf16 && dtype == DType::bf16) return bf16_pair_scratch(T);
   if (T <= kDirectTokens || dtype == DType::f32) return 0;
   return static_cast<std::size_t>(kPackK * kPackRows);
@@ -432,17 +445,27 @@ constexpr std::size_t linear_scratch(Isa isa, DType dtype, std::int64_t T) noexc
 
 /// out[:, n0:n1] = in · W[n0:n1, :]ᵀ + bias[n0:n1] on `isa` for a panel-packed
 /// W, n0 a multiple of 16: one thread's share of `run_linear`. `scratch`
-/// holds `linear_scratch(isa, weight.dtype, T)` floats.
+/// holds `linear_scratch(isa, weight.dtype, T, K)` floats.
 inline void linear_panel_range(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix& weight,
                                Vector<const float, Host> bias, std::int64_t n0, std::int64_t n1,
                                std::span<float> scratch) noexcept {
   if (n0 >= n1) return;
   SC2_ASSERT(weight.layout == WeightLayout::panels16 && n0 % kPanelRows == 0);
-  SC2_ASSERT(scratch.size() >= linear_scratch(isa, weight.dtype, in.extent(0)));
+  SC2_ASSERT(scratch.size() >= linear_scratch(isa, weight.dtype, in.extent(0), in.extent(1)));
   const std::int64_t T = in.extent(0), N = weight.rows;
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias(n);
   const std::int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
+#if SC2_HAVE_AMX
+  if (runs_on_amx(isa, weight.dtype)) {
+    const std::int64_t K = in.extent(1);
+    const SplitActivations a{reinterpret_cast<bf16*>(scratch.data() + kAmxTileScratch), amx_parts(isa),
+                             round_up(T, kTileRows), round_up(K, kTileK)};
+    split_activation_rows(in, a, 0, split_rows(T));
+    amx_linear_panels(out, a, static_cast<const bf16*>(weight.data), K, p0, p1, scratch.data());
+    return;
+  }
+#endif
 #if SC2_HAVE_X86_SIMD
   if (isa == Isa::avx512_bf16 && weight.dtype == DType::bf16) {
     linear_panels_bf16_pairs(out, in, static_cast<const bf16*>(weight.data), N, p0, p1, scratch.data());
@@ -569,9 +592,28 @@ inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const W
                        Vector<const float, Host> bias) {
   SC2_CHECK(weight.layout == WeightLayout::panels16,
             "linear: the CPU backend reads weights packed into panels (cpu::pack_weight); this one is row-major");
-  const std::size_t scratch_size = detail::linear_scratch(ctx.isa(), weight.dtype, in.extent(0));
+  const std::int64_t T = in.extent(0), K = in.extent(1);
   // Rows are split in whole register tiles of panels, one contiguous range per thread.
   const std::int64_t grain = kPanelRows * detail::tile_panels(ctx.isa());
+#if SC2_HAVE_AMX
+  if (detail::runs_on_amx(ctx.isa(), weight.dtype)) {
+    // The activations are split into bf16 parts once, for every thread, then each runs its panels.
+    const int parts = detail::amx_parts(ctx.isa());
+    const std::span<std::byte> shared = ctx.shared_scratch(detail::split_elements(T, K, parts) * sizeof(bf16));
+    const detail::SplitActivations a{reinterpret_cast<bf16*>(shared.data()), parts,
+                                     detail::round_up(T, detail::kTileRows), detail::round_up(K, detail::kTileK)};
+    ctx.pool().parallel_for(detail::split_rows(T), 1, [&](std::int64_t t0, std::int64_t t1) { detail::split_activation_rows(in, a, t0, t1); });
+    ctx.pool().parallel_for(weight.rows, grain, [&](std::int64_t n0, std::int64_t n1, int thread) {
+      if (n0 >= n1) return;
+      for (std::int64_t t = 0; t < T; ++t)
+        for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias(n);
+      detail::amx_linear_panels(out, a, static_cast<const bf16*>(weight.data), K, n0 / kPanelRows,
+                                (n1 + kPanelRows - 1) / kPanelRows, ctx.scratch(thread, detail::kAmxTileScratch).data());
+    });
+    return;
+  }
+#endif
+  const std::size_t scratch_size = detail::linear_scratch(ctx.isa(), weight.dtype, T, K);
   ctx.pool().parallel_for(weight.rows, grain, [&](std::int64_t n0, std::int64_t n1, int thread) {
     const std::span<float> scratch = scratch_size ? ctx.scratch(thread, scratch_size) : std::span<float>();
     detail::linear_panel_range(ctx.isa(), out, in, weight, bias, n0, n1, scratch);

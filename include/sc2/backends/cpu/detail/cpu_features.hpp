@@ -3,8 +3,8 @@
 /// Which SIMD instruction set the CPU kernels use.
 ///
 /// Chosen once at run time from what the processor reports, and overridable:
-/// the environment variable `SC2_CPU_ISA` (`scalar`, `avx2`, `avx512` or
-/// `avx512bf16`) or `cpu::Context::set_isa` forces a path, so tests can run
+/// the environment variable `SC2_CPU_ISA` (`scalar`, `avx2`, `avx512`,
+/// `avx512bf16`, `amx` or `amxbf16`) or `cpu::Context::set_isa` forces a path, so tests can run
 /// every path the machine supports. Asking for a path the machine lacks is an
 /// `sc2::Error`.
 ///
@@ -15,12 +15,24 @@
 /// instruction), as engines that run bf16 models in bf16 do: faster where the
 /// processor has it, but no longer float32 arithmetic, so it is never chosen
 /// by default, only when asked for.
+///
+/// `amx` runs the linear layers of bf16 weights on AMX tiles with the
+/// activations split into three bf16 parts, so every product is exact and
+/// only the float32 accumulation rounds (see `detail/amx.hpp`): float32-class
+/// arithmetic at several times the FMA rate. `amxbf16` rounds the activations
+/// to one bf16 part instead, like `avx512bf16`, and is likewise opt-in. The
+/// tile state is asked of Linux (`arch_prctl(ARCH_REQ_XCOMP_PERM)`) the first
+/// time either path is checked for.
 
 #include <sc2/core/error.hpp>
 
 #include <cstdlib>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 #include <string_view>
 
@@ -32,6 +44,8 @@ enum class Isa {
   avx2,    ///< AVX2 + FMA + F16C (x86-64)
   avx512,  ///< AVX-512F for the linear kernels, AVX2 + FMA + F16C elsewhere
   avx512_bf16,  ///< avx512, and bf16 × bf16 dot products for bf16 weights in prefill (opt-in)
+  amx,          ///< avx512, and AMX tiles for bf16 weights, activations split exactly into bf16 parts
+  amx_bf16,     ///< avx512, and AMX tiles for bf16 weights, activations rounded to bf16 (opt-in)
 };
 
 /// Readable name of an instruction-set path.
@@ -41,6 +55,8 @@ constexpr std::string_view isa_name(Isa isa) noexcept {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::avx512_bf16: return "avx512bf16";
+    case Isa::amx: return "amx";
+    case Isa::amx_bf16: return "amxbf16";
   }
   return "?";
 }
@@ -50,7 +66,27 @@ constexpr std::string_view isa_name(Isa isa) noexcept {
 constexpr bool uses_avx2(Isa isa) noexcept { return isa != Isa::scalar; }
 
 /// True when the path runs the AVX-512F linear kernels.
-constexpr bool uses_avx512(Isa isa) noexcept { return isa == Isa::avx512 || isa == Isa::avx512_bf16; }
+constexpr bool uses_avx512(Isa isa) noexcept { return isa != Isa::scalar && isa != Isa::avx2; }
+
+/// True when the path runs bf16 weights on AMX tiles.
+constexpr bool uses_amx(Isa isa) noexcept { return isa == Isa::amx || isa == Isa::amx_bf16; }
+
+/// Asks Linux, once per process, for the AMX tile data state (without it a
+/// tile instruction faults); true when granted.
+inline bool amx_permitted() noexcept {
+#if defined(__x86_64__) && defined(__linux__)
+  static const bool granted = [] {
+    constexpr long request_permission = 0x1023, get_permission = 0x1022;  // ARCH_REQ_XCOMP_PERM, ARCH_GET_XCOMP_PERM
+    constexpr long tile_data = 18;                                        // XFEATURE_XTILEDATA
+    if (syscall(SYS_arch_prctl, request_permission, tile_data) != 0) return false;
+    unsigned long features = 0;
+    return syscall(SYS_arch_prctl, get_permission, &features) == 0 && (features >> tile_data & 1u);
+  }();
+  return granted;
+#else
+  return false;
+#endif
+}
 
 /// True when this processor can run `isa`.
 inline bool isa_supported(Isa isa) noexcept {
@@ -71,18 +107,23 @@ inline bool isa_supported(Isa isa) noexcept {
   if (!(avx2 && avx512f && (xcr0_low & 0xE0u) == 0xE0u)) return false;
   if (isa == Isa::avx512) return true;
   // Compilers enable AVX512BW along with AVX512_BF16, so both are required.
+  const bool amx_tile = d & (1u << 24), amx_bf16 = d & (1u << 22);
   if (last_subleaf < 1 || !avx512bw || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-  return isa == Isa::avx512_bf16 && (a & (1u << 5));  // AVX512_BF16
+  if (!(a & (1u << 5))) return false;  // AVX512_BF16
+  if (isa == Isa::avx512_bf16) return true;
+  // AMX: the tile instructions, the OS saving the tile state (XCR0 bits 17, 18), and Linux's permission.
+  return uses_amx(isa) && amx_tile && amx_bf16 && (xcr0_low & 0x60000u) == 0x60000u && amx_permitted();
 #else
   return false;
 #endif
 }
 
-/// Parses an instruction-set name ("scalar", "avx2", "avx512", "avx512bf16").
+/// Parses an instruction-set name ("scalar", "avx2", "avx512", "avx512bf16", "amx", "amxbf16").
 inline Isa parse_isa(std::string_view name) {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16})
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx, Isa::amx_bf16})
     if (name == isa_name(isa)) return isa;
-  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2', 'avx512' or 'avx512bf16')", name);
+  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2', 'avx512', 'avx512bf16', 'amx' or 'amxbf16')",
+           name);
 }
 
 /// The best float32 path this processor supports, unless `SC2_CPU_ISA` names

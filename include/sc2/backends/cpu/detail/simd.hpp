@@ -41,6 +41,23 @@
 #define SC2_TARGET_AVX512_BF16 __attribute__((target("avx512bf16,avx512bw,avx512f,avx2,fma,f16c")))
 #endif
 
+/// Marks a function as compiled for AMX tiles with bf16 products, on top of
+/// AVX-512 BF16 (every processor with AMX-BF16 has it).
+#ifndef SC2_TARGET_AMX
+#define SC2_TARGET_AMX \
+  __attribute__((target("amx-tile,amx-bf16,avx512bf16,avx512bw,avx512f,avx2,fma,f16c")))
+#endif
+/// 1 where the AMX kernels are compiled: x86-64 Linux, whose kernel hands out
+/// the tile state on request (`arch_prctl`). A build that emulates the vector
+/// intrinsics defines it 0 first.
+#ifndef SC2_HAVE_AMX
+#if SC2_HAVE_X86_SIMD && defined(__linux__)
+#define SC2_HAVE_AMX 1
+#else
+#define SC2_HAVE_AMX 0
+#endif
+#endif
+
 /// GCC 12 reports its own AVX-512 intrinsics as reading uninitialized values
 /// (the `_mm512_undefined_*` placeholders they pass as unused sources, GCC bug
 /// 105593). The AVX-512 kernels sit between these two macros, which silence
