@@ -58,9 +58,15 @@ def run_sc2(bench, checkpoint, isa, threads, prompt, decode):
 
 
 def run_transformers(checkpoint, threads, prompts, decode, vocab):
+    import warnings
+
     import torch
+    import transformers
     from transformers import Starcoder2ForCausalLM
 
+    # The explicit KV-cache loop below uses the argument names every recent release accepts.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.logging.set_verbosity_error()
     torch.set_num_threads(threads)
     try:
         model = Starcoder2ForCausalLM.from_pretrained(checkpoint, dtype=torch.bfloat16, attn_implementation="sdpa")
