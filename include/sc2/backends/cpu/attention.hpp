@@ -5,14 +5,15 @@
 /// For row t at position i and query head h, with visible keys j ∈ [lo, i]:
 ///   s_j = scale · q_h · k_j,   p = softmax(s),   out_h = Σ_j p_j · v_j.
 ///   q, out: (T, H·Dh)   pages: (pages, Hkv, P, Dh)
-/// Work items are (row, kv head) pairs, split over the threads. An item takes
+/// Work items are (kv head, row) pairs, split over the threads. An item takes
 /// the G = H/Hkv query heads that share one kv head, computes their scores
 /// against every visible key (runs of consecutive positions, one per page),
 /// a float softmax per head, and the weighted sum of the values. Keys and
 /// values are read once per item for all G heads, in blocks that stay in L2
 /// while every head passes over them; the AVX2 kernels are register tiles of
 /// 6 heads × 2 keys (scores) and 6 heads × 16 floats (outputs), so each key or
-/// value chunk is loaded once for 6 heads. Scores live in per-thread scratch
+/// value chunk is loaded once for 6 heads; the AVX-512 ones (head dims that
+/// are multiples of 16) the same tiles 16 lanes wide, 6 heads × 32 floats. Scores live in per-thread scratch
 /// of the context.
 ///
 /// A row's result depends only on its query and its keys: a score is reduced
@@ -227,6 +228,99 @@ SC2_TARGET_AVX2 inline void softmax_avx2(float* row, std::int64_t n) noexcept {
   for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), inv8));
   for (; j < n; ++j) row[j] *= inv;
 }
+
+SC2_AVX512_BEGIN
+/// AVX-512 form of `qk_tile_avx2` (Dh a multiple of 16): 16-lane partial
+/// sums, whose halves are added before the AVX2 tile's reduction tree; one key
+/// goes through the same tree as a pair, as there.
+template <int HB, int KB>
+SC2_TARGET_AVX512 inline void qk_tile_avx512(const float* q, int Dh, const float* k, std::int64_t k_stride, float* s,
+                                             std::int64_t s_stride, float scale, const float* prefetch = nullptr) noexcept {
+  static_assert(KB == 1 || KB == 2);
+  if (prefetch)
+    SC2_UNROLL for (int j = 0; j < KB; ++j) prefetch_row(prefetch + j * k_stride, Dh);
+  __m512 acc[HB][KB];
+  SC2_UNROLL for (int h = 0; h < HB; ++h) SC2_UNROLL for (int j = 0; j < KB; ++j) acc[h][j] = _mm512_setzero_ps();
+  for (int d = 0; d < Dh; d += 16) {
+    __m512 kj[KB];
+    SC2_UNROLL for (int j = 0; j < KB; ++j) kj[j] = _mm512_loadu_ps(k + j * k_stride + d);
+    SC2_UNROLL for (int h = 0; h < HB; ++h) {
+      const __m512 qh = _mm512_loadu_ps(q + h * Dh + d);
+      SC2_UNROLL for (int j = 0; j < KB; ++j) acc[h][j] = _mm512_fmadd_ps(qh, kj[j], acc[h][j]);
+    }
+  }
+  SC2_UNROLL for (int h = 0; h < HB; ++h) {
+    __m256 halves[KB];
+    SC2_UNROLL for (int j = 0; j < KB; ++j)
+      halves[j] = _mm256_add_ps(_mm512_castps512_ps256(acc[h][j]),
+                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[h][j]), 1)));
+    const __m256 pairs = _mm256_hadd_ps(halves[0], halves[KB - 1]);
+    const __m128 quads = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+    const __m128 dots = _mm_mul_ps(_mm_hadd_ps(quads, quads), _mm_set1_ps(scale));
+    if constexpr (KB == 2) _mm_storel_pi(reinterpret_cast<__m64*>(s + h * s_stride), dots);
+    else s[h * s_stride] = _mm_cvtss_f32(dots);
+  }
+}
+
+/// AVX-512 form of `qk_scores_avx2` (Dh a multiple of 16).
+SC2_TARGET_AVX512 inline void qk_scores_avx512(const float* q, int G, int Dh, const KvSegment& seg, float* s,
+                                               std::int64_t s_stride, float scale) noexcept {
+  for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
+    const std::int64_t j1 = std::min(seg.count, j0 + kKeyBlock);
+    for_each_head_tile(G, [&]<int HB>(int h) {
+      const float* qh = q + h * Dh;
+      float* sh = s + h * s_stride;
+      std::int64_t j = j0;
+      for (; j + kQkKeys <= j1; j += kQkKeys) {
+        const bool ahead = h == 0 && j + kPrefetchKeys + kQkKeys <= seg.count;
+        qk_tile_avx512<HB, kQkKeys>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale,
+                                    ahead ? seg.keys + (j + kPrefetchKeys) * seg.stride : nullptr);
+      }
+      for (; j < j1; ++j) qk_tile_avx512<HB, 1>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale);
+    });
+  }
+}
+
+/// AVX-512 form of `pv_tile_avx2`: DC 16-float chunks. Each output lane is the
+/// same chain of multiply-adds in key order as there, so the bits are the AVX2 tile's.
+template <int HB, int DC>
+SC2_TARGET_AVX512 inline void pv_tile_avx512(const float* p, std::int64_t p_stride, const float* v,
+                                             std::int64_t v_stride, std::int64_t count, float* out, int Dh,
+                                             std::int64_t prefetch_count = 0) noexcept {
+  __m512 acc[HB][DC];
+  SC2_UNROLL for (int h = 0; h < HB; ++h) SC2_UNROLL for (int c = 0; c < DC; ++c) acc[h][c] =
+      _mm512_loadu_ps(out + h * Dh + c * 16);
+  for (std::int64_t j = 0; j < count; ++j) {
+    if (j + kPrefetchKeys < prefetch_count) prefetch_row(v + (j + kPrefetchKeys) * v_stride, Dh);
+    __m512 vj[DC];
+    SC2_UNROLL for (int c = 0; c < DC; ++c) vj[c] = _mm512_loadu_ps(v + j * v_stride + c * 16);
+    SC2_UNROLL for (int h = 0; h < HB; ++h) {
+      const __m512 w = _mm512_set1_ps(p[h * p_stride + j]);
+      SC2_UNROLL for (int c = 0; c < DC; ++c) acc[h][c] = _mm512_fmadd_ps(w, vj[c], acc[h][c]);
+    }
+  }
+  SC2_UNROLL for (int h = 0; h < HB; ++h) SC2_UNROLL for (int c = 0; c < DC; ++c)
+      _mm512_storeu_ps(out + h * Dh + c * 16, acc[h][c]);
+}
+
+/// AVX-512 form of `pv_accumulate_avx2` (Dh a multiple of 16): tiles of 6
+/// heads × 32 floats.
+SC2_TARGET_AVX512 inline void pv_accumulate_avx512(const float* p, std::int64_t p_stride, int G, int Dh,
+                                                   const KvSegment& seg, float* out) noexcept {
+  for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
+    const std::int64_t n = std::min(seg.count - j0, kKeyBlock);
+    const float* v = seg.values + j0 * seg.stride;
+    for_each_head_tile(G, [&]<int HB>(int h) {
+      const float* ph = p + h * p_stride + j0;
+      int d = 0;
+      for (; d + 16 * kPvChunks <= Dh; d += 16 * kPvChunks)
+        pv_tile_avx512<HB, kPvChunks>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh,
+                                      h == 0 && d == 0 ? seg.count - j0 : 0);
+      for (; d < Dh; d += 16) pv_tile_avx512<HB, 1>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh);
+    });
+  }
+}
+SC2_AVX512_END
 #endif
 
 }  // namespace detail
@@ -269,6 +363,7 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::K
   const std::int64_t T = q.extent(0), Hkv = shape.kv_heads, P = plan.page_size;
   const int Dh = shape.head_dim, G = shape.heads / shape.kv_heads;
   const bool simd = uses_avx2(ctx.isa()) && Dh % 8 == 0;
+  const bool simd512 = uses_avx512(ctx.isa()) && Dh % 16 == 0;
   // Work items are (row, kv head, group of query heads). The G heads of a kv
   // head are split only when there are fewer (row, kv head) pairs than
   // threads, as in decode on many cores, and only into groups of at least a
@@ -289,7 +384,9 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::K
   ctx.pool().parallel_for(items, 1, [&](std::int64_t first, std::int64_t last, int thread) {
     float* scores = ctx.scratch(thread, static_cast<std::size_t>(group_heads * max_keys)).data();  // (heads, max_keys)
     for (std::int64_t item = first; item < last; ++item) {
-      const std::int64_t t = item / (Hkv * groups), g = item / groups % Hkv;
+      // kv head outermost: a thread's consecutive items are consecutive rows of one kv
+      // head, which read nearly the same keys and values while they are still in L2.
+      const std::int64_t g = item / (T * groups), t = item / groups % T;
       const int h0 = static_cast<int>(item % groups) * group_heads, heads = std::min(group_heads, G - h0);
       if (heads <= 0) continue;
       const ops::BatchEntry& e = plan.entries(plan.row_entry(t));
@@ -311,7 +408,8 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::K
       };
       for_each_run([&](const detail::KvSegment& run, std::int64_t offset) {
 #if SC2_HAVE_X86_SIMD
-        if (simd) detail::qk_scores_avx2(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
+        if (simd512) detail::qk_scores_avx512(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
+        else if (simd) detail::qk_scores_avx2(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
         else
 #endif
           detail::qk_scores_scalar(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
@@ -326,7 +424,8 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::K
       std::fill(og, og + heads * Dh, 0.0f);
       for_each_run([&](const detail::KvSegment& run, std::int64_t offset) {
 #if SC2_HAVE_X86_SIMD
-        if (simd) detail::pv_accumulate_avx2(scores + offset, max_keys, heads, Dh, run, og);
+        if (simd512) detail::pv_accumulate_avx512(scores + offset, max_keys, heads, Dh, run, og);
+        else if (simd) detail::pv_accumulate_avx2(scores + offset, max_keys, heads, Dh, run, og);
         else
 #endif
           detail::pv_accumulate_scalar(scores + offset, max_keys, heads, Dh, run, og);
