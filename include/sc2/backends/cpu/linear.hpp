@@ -40,8 +40,8 @@
 /// The AMX paths (`Isa::amx`, `Isa::amx_bf16`, both opt-in) run bf16 weights
 /// on the tile engine for every T (`detail/amx.hpp`): `amx` splits each
 /// activation exactly into three bf16 parts, so its products are exact and it
-/// stays float32-class (about 2× the FMA kernels' prefill, but a decode step
-/// about 40% slower); `amx_bf16` rounds activations to bf16 like `avx512_bf16`.
+/// stays float32-class (about 2.5× the FMA kernels' prefill, but a decode
+/// step 1.5× as long); `amx_bf16` rounds activations to bf16 like `avx512_bf16`.
 
 #include <sc2/backends/cpu/context.hpp>
 #include <sc2/backends/cpu/detail/amx.hpp>
