@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     failed += r.failures;
     fmt::print("{:7} | {:8} | {:8} | {:8.1f} | {:6.0f} | {:6.0f} | {:.2f}\n", n, r.requests, r.failures,
                r.tokens_per_second(), r.p50_ms, r.p99_ms, first > 0 ? r.tokens_per_second() / first : 0.0);
+    if (!r.first_failure.empty()) fmt::print(stderr, "first failure: {}\n", r.first_failure);
   }
   return failed == 0 ? 0 : 1;
 }

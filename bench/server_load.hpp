@@ -25,6 +25,7 @@ struct LoadResult {
   std::int64_t tokens = 0;            ///< completion tokens reported in `usage`
   double seconds = 0.0;               ///< wall time of the whole run
   double p50_ms = 0.0, p99_ms = 0.0;  ///< request latency percentiles
+  std::string first_failure;          ///< what went wrong with the first failed request, if any
 
   /// Aggregate generated tokens per second.
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
@@ -36,6 +37,7 @@ inline LoadResult run_load(int port, int clients, int requests, int max_tokens, 
   std::mutex mutex;
   std::vector<double> latencies;
   std::atomic<int> failures{0};
+  std::string first_failure;
   std::atomic<std::int64_t> tokens{0};
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
@@ -66,6 +68,11 @@ inline LoadResult run_load(int port, int clients, int requests, int max_tokens, 
         if (!res || res->status != 200 || events.find("data: [DONE]") == std::string::npos ||
             usage == std::string::npos) {
           ++failures;
+          std::lock_guard lock(mutex);
+          if (first_failure.empty())
+            first_failure = !res ? "no response: " + httplib::to_string(res.error())
+                            : res->status != 200 ? "status " + std::to_string(res->status) + ": " + events
+                                                 : "stream without [DONE] or usage: " + events;
           continue;
         }
         tokens += std::stoll(events.substr(usage + 20));
@@ -78,6 +85,7 @@ inline LoadResult run_load(int port, int clients, int requests, int max_tokens, 
   out.requests = clients * requests;
   out.failures = failures;
   out.tokens = tokens;
+  out.first_failure = first_failure;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::sort(latencies.begin(), latencies.end());
   const auto pick = [&](double q) {

@@ -314,6 +314,7 @@ TEST_CASE("a bounded load: 16 streaming clients at once, no failure", "[server][
   WARN("1 client: " << one.tokens_per_second() << " tokens/s, p50 " << one.p50_ms << " ms; 16 clients: "
                     << many.tokens_per_second() << " tokens/s (" << many.tokens_per_second() / one.tokens_per_second()
                     << "x), p50 " << many.p50_ms << " ms, p99 " << many.p99_ms << " ms");
+  INFO("first failure: " << one.first_failure << many.first_failure);
   CHECK(one.failures == 0);
   CHECK(many.failures == 0);
   CHECK(many.requests == 32);
