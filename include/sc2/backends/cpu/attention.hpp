@@ -145,26 +145,6 @@ SC2_TARGET_AVX2 inline void qk_tile_avx2(const float* q, int Dh, const float* k,
   }
 }
 
-/// AVX2 form of `qk_scores_scalar` (Dh a multiple of 8): keys in blocks of
-/// `kKeyBlock`, each block swept by tiles of 6 heads × 2 keys.
-SC2_TARGET_AVX2 inline void qk_scores_avx2(const float* q, int G, int Dh, const KvSegment& seg, float* s,
-                                           std::int64_t s_stride, float scale) noexcept {
-  for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
-    const std::int64_t j1 = std::min(seg.count, j0 + kKeyBlock);
-    for_each_head_tile(G, [&]<int HB>(int h) {
-      const float* qh = q + h * Dh;
-      float* sh = s + h * s_stride;
-      std::int64_t j = j0;
-      for (; j + kQkKeys <= j1; j += kQkKeys) {
-        const bool ahead = h == 0 && j + kPrefetchKeys + kQkKeys <= seg.count;
-        qk_tile_avx2<HB, kQkKeys>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale,
-                                  ahead ? seg.keys + (j + kPrefetchKeys) * seg.stride : nullptr);
-      }
-      for (; j < j1; ++j) qk_tile_avx2<HB, 1>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale);
-    });
-  }
-}
-
 /// out[h · Dh + c · 8 …] += Σ_j p[h · p_stride + j] · v_j[c · 8 …] for HB heads
 /// and DC 8-float chunks of the head dimension, over `count` value rows
 /// (v_stride apart); each value chunk is loaded once for all HB heads, and
@@ -187,24 +167,6 @@ SC2_TARGET_AVX2 inline void pv_tile_avx2(const float* p, std::int64_t p_stride, 
   }
   SC2_UNROLL for (int h = 0; h < HB; ++h) SC2_UNROLL for (int c = 0; c < DC; ++c)
       _mm256_storeu_ps(out + h * Dh + c * 8, acc[h][c]);
-}
-
-/// AVX2 form of `pv_accumulate_scalar` (Dh a multiple of 8): values in blocks
-/// of `kKeyBlock`, each block swept by tiles of 6 heads × 16 floats.
-SC2_TARGET_AVX2 inline void pv_accumulate_avx2(const float* p, std::int64_t p_stride, int G, int Dh,
-                                               const KvSegment& seg, float* out) noexcept {
-  for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
-    const std::int64_t n = std::min(seg.count - j0, kKeyBlock);
-    const float* v = seg.values + j0 * seg.stride;
-    for_each_head_tile(G, [&]<int HB>(int h) {
-      const float* ph = p + h * p_stride + j0;
-      int d = 0;
-      for (; d + 8 * kPvChunks <= Dh; d += 8 * kPvChunks)
-        pv_tile_avx2<HB, kPvChunks>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh,
-                                    h == 0 && d == 0 ? seg.count - j0 : 0);
-      for (; d < Dh; d += 8) pv_tile_avx2<HB, 1>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh);
-    });
-  }
 }
 
 /// AVX2 form of `softmax_scalar`: e^x through `exp8`.
@@ -262,25 +224,6 @@ SC2_TARGET_AVX512 inline void qk_tile_avx512(const float* q, int Dh, const float
   }
 }
 
-/// AVX-512 form of `qk_scores_avx2` (Dh a multiple of 16).
-SC2_TARGET_AVX512 inline void qk_scores_avx512(const float* q, int G, int Dh, const KvSegment& seg, float* s,
-                                               std::int64_t s_stride, float scale) noexcept {
-  for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
-    const std::int64_t j1 = std::min(seg.count, j0 + kKeyBlock);
-    for_each_head_tile(G, [&]<int HB>(int h) {
-      const float* qh = q + h * Dh;
-      float* sh = s + h * s_stride;
-      std::int64_t j = j0;
-      for (; j + kQkKeys <= j1; j += kQkKeys) {
-        const bool ahead = h == 0 && j + kPrefetchKeys + kQkKeys <= seg.count;
-        qk_tile_avx512<HB, kQkKeys>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale,
-                                    ahead ? seg.keys + (j + kPrefetchKeys) * seg.stride : nullptr);
-      }
-      for (; j < j1; ++j) qk_tile_avx512<HB, 1>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale);
-    });
-  }
-}
-
 /// AVX-512 form of `pv_tile_avx2`: DC 16-float chunks. Each output lane is the
 /// same chain of multiply-adds in key order as there, so the bits are the AVX2 tile's.
 template <int HB, int DC>
@@ -303,24 +246,70 @@ SC2_TARGET_AVX512 inline void pv_tile_avx512(const float* p, std::int64_t p_stri
       _mm512_storeu_ps(out + h * Dh + c * 16, acc[h][c]);
 }
 
-/// AVX-512 form of `pv_accumulate_avx2` (Dh a multiple of 16): tiles of 6
-/// heads × 32 floats.
-SC2_TARGET_AVX512 inline void pv_accumulate_avx512(const float* p, std::int64_t p_stride, int G, int Dh,
-                                                   const KvSegment& seg, float* out) noexcept {
+SC2_AVX512_END
+
+/// The AVX2 register tiles, for `qk_scores_simd` and `pv_accumulate_simd`.
+struct Avx2AttentionTiles {
+  static constexpr int lanes = 8;  ///< floats per vector
+  /// `qk_tile_avx2`.
+  template <int HB, int KB, class... A> static void qk(A... a) noexcept { qk_tile_avx2<HB, KB>(a...); }
+  /// `pv_tile_avx2`.
+  template <int HB, int DC, class... A> static void pv(A... a) noexcept { pv_tile_avx2<HB, DC>(a...); }
+};
+
+/// The AVX-512 register tiles, for `qk_scores_simd` and `pv_accumulate_simd`.
+struct Avx512AttentionTiles {
+  static constexpr int lanes = 16;  ///< floats per vector
+  /// `qk_tile_avx512`.
+  template <int HB, int KB, class... A> static void qk(A... a) noexcept { qk_tile_avx512<HB, KB>(a...); }
+  /// `pv_tile_avx512`.
+  template <int HB, int DC, class... A> static void pv(A... a) noexcept { pv_tile_avx512<HB, DC>(a...); }
+};
+
+/// SIMD form of `qk_scores_scalar` (Dh a multiple of `Tiles::lanes`): keys in
+/// blocks of `kKeyBlock`, each block swept by tiles of 6 heads × 2 keys.
+template <class Tiles>
+inline void qk_scores_simd(const float* q, int G, int Dh, const KvSegment& seg, float* s, std::int64_t s_stride,
+                           float scale) noexcept {
+  for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
+    const std::int64_t j1 = std::min(seg.count, j0 + kKeyBlock);
+    for_each_head_tile(G, [&]<int HB>(int h) {
+      const float* qh = q + h * Dh;
+      float* sh = s + h * s_stride;
+      std::int64_t j = j0;
+      for (; j + kQkKeys <= j1; j += kQkKeys) {
+        const bool ahead = h == 0 && j + kPrefetchKeys + kQkKeys <= seg.count;
+        Tiles::template qk<HB, kQkKeys>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale,
+                                        ahead ? seg.keys + (j + kPrefetchKeys) * seg.stride : nullptr);
+      }
+      for (; j < j1; ++j)
+        Tiles::template qk<HB, 1>(qh, Dh, seg.keys + j * seg.stride, seg.stride, sh + j, s_stride, scale,
+                                  static_cast<const float*>(nullptr));
+    });
+  }
+}
+
+/// SIMD form of `pv_accumulate_scalar` (Dh a multiple of `Tiles::lanes`):
+/// values in blocks of `kKeyBlock`, each block swept by tiles of 6 heads × 2
+/// vectors.
+template <class Tiles>
+inline void pv_accumulate_simd(const float* p, std::int64_t p_stride, int G, int Dh, const KvSegment& seg,
+                               float* out) noexcept {
+  constexpr int W = Tiles::lanes;
   for (std::int64_t j0 = 0; j0 < seg.count; j0 += kKeyBlock) {
     const std::int64_t n = std::min(seg.count - j0, kKeyBlock);
     const float* v = seg.values + j0 * seg.stride;
     for_each_head_tile(G, [&]<int HB>(int h) {
       const float* ph = p + h * p_stride + j0;
       int d = 0;
-      for (; d + 16 * kPvChunks <= Dh; d += 16 * kPvChunks)
-        pv_tile_avx512<HB, kPvChunks>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh,
-                                      h == 0 && d == 0 ? seg.count - j0 : 0);
-      for (; d < Dh; d += 16) pv_tile_avx512<HB, 1>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh);
+      for (; d + W * kPvChunks <= Dh; d += W * kPvChunks)
+        Tiles::template pv<HB, kPvChunks>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh,
+                                          h == 0 && d == 0 ? seg.count - j0 : std::int64_t{0});
+      for (; d < Dh; d += W)
+        Tiles::template pv<HB, 1>(ph, p_stride, v + d, seg.stride, n, out + h * Dh + d, Dh, std::int64_t{0});
     });
   }
 }
-SC2_AVX512_END
 #endif
 
 }  // namespace detail
@@ -408,8 +397,8 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::K
       };
       for_each_run([&](const detail::KvSegment& run, std::int64_t offset) {
 #if SC2_HAVE_X86_SIMD
-        if (simd512) detail::qk_scores_avx512(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
-        else if (simd) detail::qk_scores_avx2(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
+        if (simd512) detail::qk_scores_simd<detail::Avx512AttentionTiles>(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
+        else if (simd) detail::qk_scores_simd<detail::Avx2AttentionTiles>(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
         else
 #endif
           detail::qk_scores_scalar(qg, heads, Dh, run, scores + offset, max_keys, shape.scale);
@@ -424,8 +413,8 @@ void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::K
       std::fill(og, og + heads * Dh, 0.0f);
       for_each_run([&](const detail::KvSegment& run, std::int64_t offset) {
 #if SC2_HAVE_X86_SIMD
-        if (simd512) detail::pv_accumulate_avx512(scores + offset, max_keys, heads, Dh, run, og);
-        else if (simd) detail::pv_accumulate_avx2(scores + offset, max_keys, heads, Dh, run, og);
+        if (simd512) detail::pv_accumulate_simd<detail::Avx512AttentionTiles>(scores + offset, max_keys, heads, Dh, run, og);
+        else if (simd) detail::pv_accumulate_simd<detail::Avx2AttentionTiles>(scores + offset, max_keys, heads, Dh, run, og);
         else
 #endif
           detail::pv_accumulate_scalar(scores + offset, max_keys, heads, Dh, run, og);

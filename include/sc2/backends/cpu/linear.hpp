@@ -443,6 +443,30 @@ constexpr std::size_t linear_scratch(Isa isa, DType dtype, std::int64_t T, std::
   return static_cast<std::size_t>(kPackK * kPackRows);
 }
 
+/// out[:, n0:n1] = bias[n0:n1] (zeros without a bias), before the products are added.
+inline void fill_bias(MatrixView out, Vector<const float, Host> bias, std::int64_t n0, std::int64_t n1) noexcept {
+  for (std::int64_t t = 0; t < out.extent(0); ++t)
+    for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias(n);
+}
+
+#if SC2_HAVE_AMX
+/// The split of `in` that AMX reads on `isa`, stored at `data` (`split_elements` of it), not yet filled.
+inline SplitActivations split_activations(Isa isa, ConstMatrixView in, bf16* data) noexcept {
+  return {data, amx_parts(isa), round_up(in.extent(0), kTileRows), round_up(in.extent(1), kTileK)};
+}
+
+/// out[:, n0:n1] = A · W[n0:n1, :]ᵀ + bias[n0:n1] on AMX for a bf16 panel-packed
+/// W and its split activations `a`, n0 a multiple of 16; `tiles` holds
+/// `kAmxTileScratch` floats.
+inline void amx_panel_range(MatrixView out, const SplitActivations& a, const WeightMatrix& weight,
+                            Vector<const float, Host> bias, std::int64_t n0, std::int64_t n1, float* tiles) noexcept {
+  if (n0 >= n1) return;
+  fill_bias(out, bias, n0, n1);
+  amx_linear_panels(out, a, static_cast<const bf16*>(weight.data), weight.cols, n0 / kPanelRows,
+                    (n1 + kPanelRows - 1) / kPanelRows, tiles);
+}
+#endif
+
 /// out[:, n0:n1] = in · W[n0:n1, :]ᵀ + bias[n0:n1] on `isa` for a panel-packed
 /// W, n0 a multiple of 16: one thread's share of `run_linear`. `scratch`
 /// holds `linear_scratch(isa, weight.dtype, T, K)` floats.
@@ -453,19 +477,16 @@ inline void linear_panel_range(Isa isa, MatrixView out, ConstMatrixView in, cons
   SC2_ASSERT(weight.layout == WeightLayout::panels16 && n0 % kPanelRows == 0);
   SC2_ASSERT(scratch.size() >= linear_scratch(isa, weight.dtype, in.extent(0), in.extent(1)));
   const std::int64_t T = in.extent(0), N = weight.rows;
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias(n);
-  const std::int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
 #if SC2_HAVE_AMX
   if (runs_on_amx(isa, weight.dtype)) {
-    const std::int64_t K = in.extent(1);
-    const SplitActivations a{reinterpret_cast<bf16*>(scratch.data() + kAmxTileScratch), amx_parts(isa),
-                             round_up(T, kTileRows), round_up(K, kTileK)};
+    const SplitActivations a = split_activations(isa, in, reinterpret_cast<bf16*>(scratch.data() + kAmxTileScratch));
     split_activation_rows(in, a, 0, split_rows(T));
-    amx_linear_panels(out, a, static_cast<const bf16*>(weight.data), K, p0, p1, scratch.data());
+    amx_panel_range(out, a, weight, bias, n0, n1, scratch.data());
     return;
   }
 #endif
+  fill_bias(out, bias, n0, n1);
+  const std::int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
 #if SC2_HAVE_X86_SIMD
   if (isa == Isa::avx512_bf16 && weight.dtype == DType::bf16) {
     linear_panels_bf16_pairs(out, in, static_cast<const bf16*>(weight.data), N, p0, p1, scratch.data());
@@ -598,17 +619,13 @@ inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const W
 #if SC2_HAVE_AMX
   if (detail::runs_on_amx(ctx.isa(), weight.dtype)) {
     // The activations are split into bf16 parts once, for every thread, then each runs its panels.
-    const int parts = detail::amx_parts(ctx.isa());
-    const std::span<std::byte> shared = ctx.shared_scratch(detail::split_elements(T, K, parts) * sizeof(bf16));
-    const detail::SplitActivations a{reinterpret_cast<bf16*>(shared.data()), parts,
-                                     detail::round_up(T, detail::kTileRows), detail::round_up(K, detail::kTileK)};
+    const detail::SplitActivations a = detail::split_activations(
+        ctx.isa(), in,
+        reinterpret_cast<bf16*>(
+            ctx.shared_scratch(detail::split_elements(T, K, detail::amx_parts(ctx.isa())) * sizeof(bf16)).data()));
     ctx.pool().parallel_for(detail::split_rows(T), 1, [&](std::int64_t t0, std::int64_t t1) { detail::split_activation_rows(in, a, t0, t1); });
     ctx.pool().parallel_for(weight.rows, grain, [&](std::int64_t n0, std::int64_t n1, int thread) {
-      if (n0 >= n1) return;
-      for (std::int64_t t = 0; t < T; ++t)
-        for (std::int64_t n = n0; n < n1; ++n) out(t, n) = bias.empty() ? 0.0f : bias(n);
-      detail::amx_linear_panels(out, a, static_cast<const bf16*>(weight.data), K, n0 / kPanelRows,
-                                (n1 + kPanelRows - 1) / kPanelRows, ctx.scratch(thread, detail::kAmxTileScratch).data());
+      detail::amx_panel_range(out, a, weight, bias, n0, n1, ctx.scratch(thread, detail::kAmxTileScratch).data());
     });
     return;
   }
