@@ -308,10 +308,24 @@ void check_attention_in_chunks(std::int64_t P, int H, int Hkv, int Dh, std::opti
   const auto q = random_floats(static_cast<std::size_t>(P * H * Dh), rng);
   const auto k = random_floats(static_cast<std::size_t>(P * Hkv * Dh), rng);
   const auto v = random_floats(static_cast<std::size_t>(P * Hkv * Dh), rng);
-  std::vector<float> want(q.size());
-  sc2::ops::reference::attention(sc2::MatrixView(want.data(), {P, H * Dh}), sc2::ConstMatrixView(q.data(), {P, H * Dh}),
-                                 sc2::ConstMatrixView(k.data(), {P, Hkv * Dh}), sc2::ConstMatrixView(v.data(), {P, Hkv * Dh}),
-                                 0, shape, mask);
+  const auto reference = [&](const std::vector<float>& qs, const std::vector<float>& ks, const std::vector<float>& vs) {
+    std::vector<float> want(qs.size());
+    sc2::ops::reference::attention(sc2::MatrixView(want.data(), {P, H * Dh}), sc2::ConstMatrixView(qs.data(), {P, H * Dh}),
+                                   sc2::ConstMatrixView(ks.data(), {P, Hkv * Dh}),
+                                   sc2::ConstMatrixView(vs.data(), {P, Hkv * Dh}), 0, shape, mask);
+    return want;
+  };
+  const auto want = reference(q, k, v);
+  // The amx_bf16 path multiplies bf16(q)·bf16(k) and bf16(e)·bf16(v): against attention
+  // over the rounded q, k and v, only the rounding of e (2^-9 relative, weights summing
+  // to 1) is left, so each output is within 2^-9 · max|v| (plus float sums).
+  const auto rounded = [](std::vector<float> x) {
+    for (float& f : x) f = sc2::bf16::round(f).to_float();
+    return x;
+  };
+  const auto want_bf16 = reference(rounded(q), rounded(k), rounded(v));
+  float max_v = 0.0f;
+  for (const float x : v) max_v = std::max(max_v, std::abs(x));
   std::map<sc2::cpu::Isa, std::vector<float>> first_bits;
   for (const auto& [ctx, chunk, page_size] : runs) {
     sc2::test::PagedSequences seqs({1, Hkv, Dh, window, P}, page_size, 1, chunk);
@@ -325,16 +339,18 @@ void check_attention_in_chunks(std::int64_t P, int H, int Hkv, int Dh, std::opti
     INFO(sc2::cpu::isa_name(ctx->isa()) << " threads=" << ctx->threads() << " P=" << P << " H=" << H << " Hkv=" << Hkv
                                         << " Dh=" << Dh << " W=" << (window ? *window : -1) << " chunk=" << chunk
                                         << " page=" << page_size);
-    CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 2e-6);
+    if (ctx->isa() == sc2::cpu::Isa::amx_bf16)
+      CHECK(max_abs_diff(got.data(), want_bf16.data(), got.size()) <= std::ldexp(max_v, -9) + 1e-5);
+    else CHECK(max_abs_diff(got.data(), want.data(), got.size()) <= 2e-6);
     auto [it, fresh] = first_bits.try_emplace(ctx->isa(), got);
     if (!fresh) CHECK(std::memcmp(it->second.data(), got.data(), got.size() * sizeof(float)) == 0);
   }
 }
 
-/// A context with `threads` threads for every SIMD path this processor supports.
+/// A context with `threads` threads for every SIMD path this processor supports, bf16 ones included.
 std::vector<std::unique_ptr<sc2::CpuContext>> contexts_for_every_path(int threads) {
   std::vector<std::unique_ptr<sc2::CpuContext>> out;
-  for (const auto isa : sc2::test::supported_isas()) {
+  for (const auto isa : sc2::test::all_supported_isas()) {
     out.push_back(std::make_unique<sc2::CpuContext>(threads));
     out.back()->set_isa(isa);
   }

@@ -16,12 +16,17 @@
 /// are multiples of 16) the same tiles 16 lanes wide, 6 heads × 32 floats. Scores live in per-thread scratch
 /// of the context.
 ///
+/// On the `amx_bf16` path the queries of up to 16 rows of a sequence run
+/// together on AMX tiles instead, with q, k, v and the softmax weights rounded
+/// to bf16 for the products (detail/amx_attention.hpp).
+///
 /// A row's result depends only on its query and its keys: a score is reduced
 /// by the same tree whichever tile computes it, the softmax runs over the
 /// keys lo..i in order, and the values are summed in key order. So it is the
 /// same bits whatever the batch, the chunking or the page size.
 
 #include <sc2/backends/cpu/context.hpp>
+#include <sc2/backends/cpu/detail/amx_attention.hpp>
 #include <sc2/backends/cpu/detail/simd.hpp>
 #include <sc2/backends/cpu/pointwise.hpp>
 #include <sc2/ops/attention.hpp>
@@ -32,6 +37,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace sc2::cpu {
 namespace detail {
@@ -345,10 +351,109 @@ inline void run_rope_kv_append(Context& ctx, const ops::KvLayer<float, Host>& la
   run_kv_append(ctx, layer, ConstMatrixView(k.data(), {T, width}), v, plan);
 }
 
+#if SC2_HAVE_AMX
+/// `run_attention` on the `amx_bf16` path: the queries of up to 16
+/// consecutive rows of a sequence that share a kv head run together on AMX
+/// tiles (detail/amx_attention.hpp). Work items are (kv head, block of rows,
+/// group of query heads), kv head outermost, so a thread's items follow each
+/// other along one sequence and convert each key to bf16 once.
+template <ops::AttentionMask Mask>
+void run_attention_amx(Context& ctx, MatrixView out, ConstMatrixView q, const ops::KvLayer<float, Host>& layer,
+                       const ops::BatchView<Host>& plan, const ops::AttentionShape& shape, const Mask& mask) {
+  const std::int64_t Hkv = shape.kv_heads, P = plan.page_size, Dh = shape.head_dim;
+  const int G = shape.heads / shape.kv_heads;
+  // Blocks of rows of one sequence; heads split into groups (each converts
+  // the keys again) only when there are fewer (block, kv head) pairs than threads.
+  struct Block {
+    std::int64_t entry, row, rows;
+  };
+  std::int64_t row_count = 0;
+  for (std::int64_t b = 0; b < plan.sequences(); ++b) row_count += plan.entries(b).rows;
+  const int max_groups = std::max(1, G / detail::kTileHeads);
+  const int groups = static_cast<int>(std::clamp<std::int64_t>(ctx.threads() / std::max<std::int64_t>(1, row_count * Hkv), 1,
+                                                               max_groups));
+  const int group_heads = (G + groups - 1) / groups;
+  const int block_rows = detail::amx_attention_rows(group_heads);
+  std::vector<Block> blocks;
+  std::vector<std::int64_t> entry_first(static_cast<std::size_t>(plan.sequences()));
+  std::int64_t capacity = detail::kAmxKeyStep;
+  for (std::int64_t b = 0; b < plan.sequences(); ++b) {
+    const ops::BatchEntry& e = plan.entries(b);
+    std::int64_t first = std::numeric_limits<std::int64_t>::max();
+    for (std::int64_t r0 = 0; r0 < e.rows; r0 += block_rows) {
+      const std::int64_t rows = std::min<std::int64_t>(block_rows, e.rows - r0);
+      blocks.push_back({b, e.first_row + r0, rows});
+      std::int64_t lo = std::numeric_limits<std::int64_t>::max();
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::int64_t i = plan.positions(e.first_row + r0 + r);
+        lo = std::min(lo, std::max<std::int64_t>(mask.first_visible(i), e.first_position));
+      }
+      const std::int64_t hi = plan.positions(e.first_row + r0 + rows - 1);
+      capacity = std::max(capacity, detail::round_up(hi + 1, detail::kAmxKeyStep) - lo / detail::kAmxKeyStep * detail::kAmxKeyStep);
+      first = std::min(first, lo);
+    }
+    entry_first[static_cast<std::size_t>(b)] = first;
+  }
+  const std::int64_t block_count = static_cast<std::int64_t>(blocks.size());
+  const std::int32_t* page_table = plan.page_table.data();
+  ctx.pool().parallel_for(Hkv * block_count * groups, 1, [&](std::int64_t first_item, std::int64_t last_item, int thread) {
+    detail::AmxKvRing ring;
+    detail::AmxQueryScratch tile;
+    detail::amx_attention_carve(ctx.scratch(thread, detail::amx_attention_scratch(capacity, Dh)).data(), capacity, Dh,
+                                ring, tile);
+    for (std::int64_t item = first_item; item < last_item; ++item) {
+      const std::int64_t g = item / (block_count * groups);
+      const Block& block = blocks[static_cast<std::size_t>(item / groups % block_count)];
+      const int h0 = static_cast<int>(item % groups) * group_heads, heads = std::min(group_heads, G - h0);
+      if (heads <= 0) continue;
+      const ops::BatchEntry& e = plan.entries(block.entry);
+      detail::AmxAttentionBlock blk;
+      const std::int64_t head = g * G + h0;  // the group's first query head
+      blk.q = q.data() + block.row * q.stride(0) + head * Dh;
+      blk.q_stride = q.stride(0);
+      blk.out = out.data() + block.row * out.stride(0) + head * Dh;
+      blk.out_stride = out.stride(0);
+      blk.rows = static_cast<int>(block.rows);
+      blk.heads = heads;
+      blk.head_dim = Dh;
+      blk.scale = shape.scale;
+      std::int64_t lo = std::numeric_limits<std::int64_t>::max(), hi = 0;
+      for (int r = 0; r < blk.rows; ++r) {
+        blk.position[r] = plan.positions(block.row + r);
+        blk.first[r] = std::max<std::int64_t>(mask.first_visible(blk.position[r]), e.first_position);
+        lo = std::min(lo, blk.first[r]);
+        hi = std::max(hi, blk.position[r]);
+      }
+      // The ring must hold the block's keys, whole 32-key steps.
+      const std::int64_t from = lo / detail::kAmxKeyStep * detail::kAmxKeyStep;
+      const std::int64_t to = detail::round_up(hi + 1, detail::kAmxKeyStep);
+      if (ring.entry != block.entry || ring.kv_head != g || from < ring.valid_from || from > ring.ready) {
+        ring.entry = block.entry;
+        ring.kv_head = g;
+        ring.valid_from = ring.ready = from;
+      }
+      if (to > ring.ready) {
+        detail::amx_ring_convert(ring, layer, e, page_table, P, g, Dh, entry_first[static_cast<std::size_t>(block.entry)],
+                                 std::int64_t{e.start} + e.rows - 1, ring.ready, to);
+        ring.ready = to;
+        ring.valid_from = std::max(ring.valid_from, to - ring.capacity);
+      }
+      detail::amx_attention_block(blk, ring, tile);
+    }
+  });
+}
+#endif
+
 /// CPU implementation of `ops::attention`.
 template <ops::AttentionMask Mask>
 void run_attention(Context& ctx, MatrixView out, ConstMatrixView q, const ops::KvLayer<float, Host>& layer,
                    const ops::BatchView<Host>& plan, const ops::AttentionShape& shape, const Mask& mask) {
+#if SC2_HAVE_AMX
+  if (ctx.isa() == Isa::amx_bf16) {
+    run_attention_amx(ctx, out, q, layer, plan, shape, mask);
+    return;
+  }
+#endif
   const std::int64_t T = q.extent(0), Hkv = shape.kv_heads, P = plan.page_size;
   const int Dh = shape.head_dim, G = shape.heads / shape.kv_heads;
   const bool simd = uses_avx2(ctx.isa()) && Dh % 8 == 0;

@@ -152,6 +152,13 @@ SC2_TARGET_AVX512 inline __m512 load16(const bf16* p) noexcept {
 SC2_TARGET_AVX512 inline __m512 load16(const f16* p) noexcept {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
+
+/// `exp8` on each half of 16 floats: the same bits per lane.
+SC2_TARGET_AVX512 inline __m512 exp16(__m512 z) noexcept {
+  const __m256 lo = exp8(_mm512_castps512_ps256(z));
+  const __m256 hi = exp8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)));
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+}
 SC2_AVX512_END
 #endif
 
