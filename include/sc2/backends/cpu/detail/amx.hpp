@@ -110,9 +110,17 @@ constexpr std::size_t split_elements(std::int64_t T, std::int64_t K, int parts) 
 
 /// Floats of per-thread scratch the AMX kernel needs besides the split
 /// activations: the B tiles of `kAmxBlockPanels` panels for one K block, and
-/// four staging tiles for the block sums.
+/// the four C tiles of each of their panel pairs, staged between runs.
 inline constexpr std::size_t kAmxTileScratch = static_cast<std::size_t>(
-    kAmxBlockPanels * kAmxBlockSteps * kTileRows * kTileK / 2 + 4 * kTileRows * kTileRows);
+    kAmxBlockPanels * kAmxBlockSteps * kTileRows * kTileK / 2 + kAmxBlockPanels / 2 * 4 * kTileRows * kTileRows);
+
+/// Tile steps a pair of token tiles runs over one panel pair before the next
+/// pair, in prefill: the A tiles of those steps (32 KiB with one part, 24 KiB
+/// with three) stay in L1 while every panel pair of the group passes over
+/// them, and each pair's C tiles wait in scratch between runs. Measured on the
+/// 3B c_fc shape at 2048 tokens (2 threads): 16 steps ran 7% faster than the
+/// whole 32-step block on `amx_bf16`, 4 steps 10% faster on `amx` (8: slower).
+constexpr std::int64_t amx_inner_steps(int parts) noexcept { return parts == 1 ? 16 : 4; }
 
 #if SC2_HAVE_AMX
 /// The tile configuration of every kernel here: eight tiles of 16 rows × 64 bytes
@@ -168,13 +176,15 @@ SC2_AVX512_END
 
 /// Tile products of MT token tiles × NT panels over `steps` tile steps:
 /// C[m][n] (+)= Σ over the steps s and the parts of A[part][tokens t0 + 16m,
-/// step k_step + s] · B[n][s]. `first` starts C from zero, else it goes on
-/// from the tiles as they are; a non-null `c` stores C there after (16 × 16
-/// floats each, tile m·2 + n). `b` holds B[0][s] at s · 512 elements and
-/// B[1][s] `panel_stride` elements after.
+/// step k_step + s] · B[n][s]. `first` starts C from zero; else C goes on from
+/// the tiles stored at `c_in` if given (a stored tile reloads to the same
+/// bits), or from the tiles as they are. A non-null `c` stores C there after
+/// (16 × 16 floats each, tile m·2 + n). `b` holds B[0][s] at s · 512 elements
+/// and B[1][s] `panel_stride` elements after.
 template <int MT, int NT, int Parts>
 SC2_TARGET_AMX void amx_steps(const SplitActivations& a, std::int64_t t0, std::int64_t k_step, const bf16* b,
-                              std::int64_t panel_stride, std::int64_t steps, bool first, float* c) noexcept {
+                              std::int64_t panel_stride, std::int64_t steps, bool first, float* c,
+                              const float* c_in = nullptr) noexcept {
   constexpr std::int64_t tile_elements = kTileRows * kTileK, c_tile = kTileRows * kTileRows;
   constexpr std::int64_t c_stride = kTileRows * static_cast<std::int64_t>(sizeof(float));
   if (first) {
@@ -182,6 +192,11 @@ SC2_TARGET_AMX void amx_steps(const SplitActivations& a, std::int64_t t0, std::i
     if constexpr (NT == 2) _tile_zero(1);
     if constexpr (MT == 2) _tile_zero(2);
     if constexpr (MT == 2 && NT == 2) _tile_zero(3);
+  } else if (c_in) {
+    _tile_loadd(0, c_in, c_stride);
+    if constexpr (NT == 2) _tile_loadd(1, c_in + c_tile, c_stride);
+    if constexpr (MT == 2) _tile_loadd(2, c_in + 2 * c_tile, c_stride);
+    if constexpr (MT == 2 && NT == 2) _tile_loadd(3, c_in + 3 * c_tile, c_stride);
   }
   for (std::int64_t s = 0; s < steps; ++s) {
     _tile_loadd(6, b + s * tile_elements, 64);
@@ -205,12 +220,12 @@ SC2_TARGET_AMX void amx_steps(const SplitActivations& a, std::int64_t t0, std::i
 /// `amx_steps` for run-time MT, NT (1 or 2) and parts (1 or 3).
 inline void amx_steps_dispatch(int mt, int nt, const SplitActivations& a, std::int64_t t0, std::int64_t k_step,
                                const bf16* b, std::int64_t panel_stride, std::int64_t steps, bool first,
-                               float* c) noexcept {
+                               float* c, const float* c_in = nullptr) noexcept {
   const auto run = [&]<int Parts>() {
-    if (mt == 2 && nt == 2) amx_steps<2, 2, Parts>(a, t0, k_step, b, panel_stride, steps, first, c);
-    else if (mt == 2) amx_steps<2, 1, Parts>(a, t0, k_step, b, panel_stride, steps, first, c);
-    else if (nt == 2) amx_steps<1, 2, Parts>(a, t0, k_step, b, panel_stride, steps, first, c);
-    else amx_steps<1, 1, Parts>(a, t0, k_step, b, panel_stride, steps, first, c);
+    if (mt == 2 && nt == 2) amx_steps<2, 2, Parts>(a, t0, k_step, b, panel_stride, steps, first, c, c_in);
+    else if (mt == 2) amx_steps<2, 1, Parts>(a, t0, k_step, b, panel_stride, steps, first, c, c_in);
+    else if (nt == 2) amx_steps<1, 2, Parts>(a, t0, k_step, b, panel_stride, steps, first, c, c_in);
+    else amx_steps<1, 1, Parts>(a, t0, k_step, b, panel_stride, steps, first, c, c_in);
   };
   if (a.parts == 1) run.template operator()<1>();
   else run.template operator()<3>();
@@ -233,8 +248,8 @@ SC2_AVX512_END
 /// `w` of N rows × K and the split activations `a` (out already holds the
 /// bias). For each group of `kAmxBlockPanels` panels and each K block, the
 /// group's B tiles are paired once into `scratch` (`kAmxTileScratch` floats);
-/// then each pair of token tiles runs over the group two panels at a time and
-/// adds the block sums into `out`.
+/// then each pair of token tiles runs over the group two panels at a time,
+/// `amx_inner_steps` steps per panel pair, and adds the block sums into `out`.
 SC2_TARGET_AMX inline void amx_linear_panels(MatrixView out, const SplitActivations& a, const bf16* w, std::int64_t K,
                                              std::int64_t p0, std::int64_t p1, float* scratch) noexcept {
   const std::int64_t T = out.extent(0), total_steps = (K + kTileK - 1) / kTileK;
@@ -294,13 +309,22 @@ SC2_TARGET_AMX inline void amx_linear_panels(MatrixView out, const SplitActivati
         }
       for (std::int64_t t0 = 0; t0 < T; t0 += 2 * kTileRows) {
         const int mt = T - t0 > kTileRows ? 2 : 1;
+        const std::int64_t inner = amx_inner_steps(a.parts);
+        for (std::int64_t h = 0; h < steps; h += inner) {
+          const std::int64_t hs = std::min(inner, steps - h);
+          for (std::int64_t p = g0; p < g1; p += 2) {
+            const int nt = static_cast<int>(std::min<std::int64_t>(2, g1 - p));
+            float* stage = sums + (p - g0) / 2 * 4 * kTileRows * kTileRows;
+            amx_steps_dispatch(mt, nt, a, t0, k_step + h, b + ((p - g0) * steps + h) * tile_elements,
+                               steps * tile_elements, hs, /*first=*/h == 0, stage, stage);
+          }
+        }
         for (std::int64_t p = g0; p < g1; p += 2) {
           const int nt = static_cast<int>(std::min<std::int64_t>(2, g1 - p));
-          amx_steps_dispatch(mt, nt, a, t0, k_step, b + (p - g0) * steps * tile_elements, steps * tile_elements, steps,
-                             /*first=*/true, sums);
+          const float* stage = sums + (p - g0) / 2 * 4 * kTileRows * kTileRows;
           for (int m = 0; m < mt; ++m)
             for (int n = 0; n < nt; ++n)
-              add_tile(out, t0 + m * kTileRows, (p + n) * kTileRows, sums + (m * 2 + n) * kTileRows * kTileRows);
+              add_tile(out, t0 + m * kTileRows, (p + n) * kTileRows, stage + (m * 2 + n) * kTileRows * kTileRows);
         }
       }
     }
