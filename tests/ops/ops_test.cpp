@@ -48,10 +48,10 @@ TEST_CASE("linear matches the reference for every dtype, shape and path", "[ops]
     sc2::CpuContext ctx(2);
     ctx.set_isa(isa);
     for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
-      // Tokens cover every tail of the 6-token tile, read directly (decode) and through the
-      // widened blocks (prefill); rows cover the 16-row panel tails, the 32-row AVX-512 tile and
-      // the 128-row block; K covers the 256-step K blocks and their tails.
-      for (const std::int64_t T : {1, 2, 3, 4, 5, 6, 7, 9, 13}) {
+      // Tokens cover every tail of the 6-token tile, read directly (decode, T <= 24) and through
+      // the widened blocks (prefill, 25 and 40); rows cover the 16-row panel tails, the 32- and
+      // 64-row AVX-512 tiles and the 128-row block; K covers the 256-step K blocks and their tails.
+      for (const std::int64_t T : {1, 2, 3, 4, 5, 6, 7, 9, 13, 25, 40}) {
         for (const std::int64_t N : {1, 2, 5, 16, 50, 161}) {
           for (const std::int64_t K : {3, 8, 17, 64, 260, 520, 1030}) {
             Weights w = random_weights(dtype, N, K, rng);
@@ -82,7 +82,9 @@ TEST_CASE("a row of linear's output has the same bits whatever the other rows", 
     sc2::CpuContext ctx(2);
     ctx.set_isa(isa);
     for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16, sc2::DType::f16}) {
-      const std::int64_t N = 70, K = 600, T = 19;
+      // T = 40 runs the prefill kernels (widened blocks, 6 × 4 tiles on AVX-512); parts of
+      // up to 24 rows run the decode ones: a row gets the same bits from both.
+      const std::int64_t N = 150, K = 600, T = 40;
       Weights w = random_weights(dtype, N, K, rng);
       const auto packed = sc2::cpu::pack_weight(ctx, w.matrix, dtype);
       const auto x = random_floats(static_cast<std::size_t>(T * K), rng);
@@ -90,8 +92,8 @@ TEST_CASE("a row of linear's output has the same bits whatever the other rows", 
       std::vector<float> all(static_cast<std::size_t>(T * N));
       sc2::ops::linear(ctx, sc2::MatrixView(all.data(), {T, N}), sc2::ConstMatrixView(x.data(), {T, K}), packed.view,
                        std::span<const float>(bias));
-      for (const std::int64_t rows : {1, 2, 5, 6, 7, 12}) {
-        for (std::int64_t first = 0; first + rows <= T; first += 4) {
+      for (const std::int64_t rows : {1, 2, 5, 6, 7, 12, 25, 31}) {
+        for (std::int64_t first = 0; first + rows <= T; first += 7) {
           std::vector<float> part(static_cast<std::size_t>(rows * N));
           sc2::ops::linear(ctx, sc2::MatrixView(part.data(), {rows, N}),
                            sc2::ConstMatrixView(x.data() + first * K, {rows, K}), packed.view,
