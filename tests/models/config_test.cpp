@@ -56,7 +56,8 @@ TEST_CASE("malformed config.json files give errors naming the field", "[config][
   using Catch::Contains;
   CHECK_THROWS_WITH(sc2::ModelConfig::from_json("{", "x.json"), Contains("x.json: not valid JSON"));
   CHECK_THROWS_WITH(sc2::ModelConfig::from_json("[]"), Contains("not a JSON object"));
-  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(R"({"vocab_size": 10})"), Contains("missing required field 'hidden_size'"));
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(R"({"hidden_size": 100})"),
+                    Contains("hidden_size 100 is not a multiple of num_attention_heads 24"));
   CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "hidden_size": "64")")), Contains("'hidden_size' must be an integer"));
   CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "num_hidden_layers": 0)")), Contains("'num_hidden_layers' must be an integer in [1"));
   CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(R"(, "vocab_size": -5)")), Contains("'vocab_size'"));
@@ -117,4 +118,55 @@ TEST_CASE("prompts longer than the context are refused", "[config]") {
   const std::vector<std::int32_t> ids{1, 2, 3, 4, 5};
   CHECK_THROWS_WITH(lm.forward_last(ctx, ids, cache), Catch::Contains("exceed the context limit of 4 tokens"));
   CHECK_THROWS_WITH(lm.forward_last(ctx, std::span<const std::int32_t>(), cache), Catch::Contains("at least one token"));
+}
+
+TEST_CASE("a config.json that leaves out a field gets transformers' default for it", "[config]") {
+  // The defaults are transformers' Starcoder2Config's, recorded by tools/make_config_defaults.py.
+  const auto fixture = nlohmann::json::parse(
+      sc2::read_text_file(std::filesystem::path(SC2_FIXTURES_DIR) / "config" / "starcoder2_defaults.json"));
+  const nlohmann::json& want = fixture.at("defaults");
+  // Every field present, none at its default (head_dim 16 = 64 / 4).
+  const nlohmann::json full = {{"model_type", "starcoder2"}, {"vocab_size", 100},        {"hidden_size", 64},
+                               {"intermediate_size", 128},   {"num_hidden_layers", 2},  {"num_attention_heads", 4},
+                               {"num_key_value_heads", 4},   {"max_position_embeddings", 512},
+                               {"sliding_window", 8},        {"norm_epsilon", 1e-6},    {"use_bias", false},
+                               {"tie_word_embeddings", false}, {"hidden_act", "gelu_pytorch_tanh"},
+                               {"bos_token_id", 1},          {"eos_token_id", 2},       {"pad_token_id", 3},
+                               {"rope_theta", 500.0}};
+  REQUIRE(want.size() == full.size() - 1);  // every field sc2 reads but model_type
+  for (const auto& [field, value] : want.items()) {
+    DYNAMIC_SECTION(field) {
+      nlohmann::json j = full;
+      j.erase(field);
+      // A shape field left out takes the 3B-style default; the others keep dividing it.
+      if (field == "num_attention_heads") j["hidden_size"] = 96, j["num_key_value_heads"] = 2;
+      if (field == "hidden_size") j["num_attention_heads"] = 24, j["num_key_value_heads"] = 2;
+      if (field == "num_key_value_heads") j["num_attention_heads"] = 8;
+      const sc2::ModelConfig c = sc2::ModelConfig::from_json(j.dump());
+      if (field == "vocab_size") CHECK(c.vocab_size == value.get<int>());
+      else if (field == "hidden_size") CHECK(c.hidden_size == value.get<int>());
+      else if (field == "intermediate_size") CHECK(c.intermediate_size == value.get<int>());
+      else if (field == "num_hidden_layers") CHECK(c.num_hidden_layers == value.get<int>());
+      else if (field == "num_attention_heads") CHECK(c.num_attention_heads == value.get<int>());
+      else if (field == "num_key_value_heads") CHECK(c.num_key_value_heads == value.get<int>());
+      else if (field == "max_position_embeddings") CHECK(c.max_position_embeddings == value.get<std::int64_t>());
+      else if (field == "sliding_window") CHECK((value.is_null() ? !c.sliding_window : c.sliding_window == value.get<int>()));
+      else if (field == "norm_epsilon") CHECK(c.norm_epsilon == value.get<double>());
+      else if (field == "use_bias") CHECK(c.use_bias == value.get<bool>());
+      else if (field == "tie_word_embeddings") CHECK(c.tie_word_embeddings == value.get<bool>());
+      else if (field == "hidden_act") CHECK(c.hidden_act == value.get<std::string>());
+      else if (field == "bos_token_id") CHECK(c.bos_token_id == std::optional<int>(value.get<int>()));
+      else if (field == "eos_token_id") CHECK(c.eos_token_ids == std::vector<int>{value.get<int>()});
+      else if (field == "pad_token_id") CHECK((value.is_null() ? !c.pad_token_id : c.pad_token_id == value.get<int>()));
+      else if (field == "rope_theta") CHECK(c.rope_theta == value.get<double>());
+      else FAIL("no check for the default of " << field);
+    }
+  }
+  // An explicit null eos or bos means none, not the default.
+  nlohmann::json j = full;
+  j["eos_token_id"] = nullptr;
+  j["bos_token_id"] = nullptr;
+  const sc2::ModelConfig c = sc2::ModelConfig::from_json(j.dump());
+  CHECK(c.eos_token_ids.empty());
+  CHECK(!c.bos_token_id);
 }

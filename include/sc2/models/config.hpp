@@ -181,11 +181,6 @@ class ConfigReader {
 public:
   ConfigReader(const nlohmann::json& json, const std::string& source) : json_(json), source_(source) {}
 
-  /// A required integer >= `min`.
-  int integer(const char* field, int min = 1) const {
-    SC2_CHECK(json_.contains(field), "{}: missing required field '{}'", source_, field);
-    return checked_integer(field, json_[field], min);
-  }
   /// An optional integer >= `min` (null counts as absent).
   std::optional<int> optional_integer(const char* field, int min = 1) const {
     if (!json_.contains(field) || json_[field].is_null()) return std::nullopt;
@@ -252,13 +247,15 @@ inline ModelConfig ModelConfig::from_json(std::string_view text, const std::stri
   if (auto type = read.optional_string("model_type"))
     SC2_CHECK(*type == "starcoder2", "{}: model_type is '{}', expected 'starcoder2'", source, *type);
 
+  // A field left out takes transformers' Starcoder2Config default (its 7B-style shape),
+  // field by field, as transformers' own loading does.
   ModelConfig c;
-  c.vocab_size = read.integer("vocab_size");
-  c.hidden_size = read.integer("hidden_size");
-  c.intermediate_size = read.integer("intermediate_size");
-  c.num_hidden_layers = read.integer("num_hidden_layers");
-  c.num_attention_heads = read.integer("num_attention_heads");
-  c.num_key_value_heads = read.optional_integer("num_key_value_heads").value_or(c.num_attention_heads);
+  c.vocab_size = read.optional_integer("vocab_size").value_or(49152);
+  c.hidden_size = read.optional_integer("hidden_size").value_or(3072);
+  c.intermediate_size = read.optional_integer("intermediate_size").value_or(12288);
+  c.num_hidden_layers = read.optional_integer("num_hidden_layers").value_or(30);
+  c.num_attention_heads = read.optional_integer("num_attention_heads").value_or(24);
+  c.num_key_value_heads = read.optional_integer("num_key_value_heads").value_or(2);
   SC2_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
             "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.num_attention_heads,
             c.num_key_value_heads);
@@ -300,10 +297,11 @@ inline ModelConfig ModelConfig::from_json(std::string_view text, const std::stri
   c.use_bias = read.optional_bool("use_bias").value_or(true);
   c.tie_word_embeddings = read.optional_bool("tie_word_embeddings").value_or(true);
   c.hidden_act = read.optional_string("hidden_act").value_or("gelu_pytorch_tanh");
-  const auto bos = read.id_list("bos_token_id");
+  // Left out, bos and eos are transformers' 50256; an explicit null means none.
+  const auto bos = json.contains("bos_token_id") ? read.id_list("bos_token_id") : std::vector<int>{50256};
   SC2_CHECK(bos.size() <= 1, "{}: bos_token_id must be a single id", source);
   if (!bos.empty()) c.bos_token_id = bos[0];
-  c.eos_token_ids = read.id_list("eos_token_id");
+  c.eos_token_ids = json.contains("eos_token_id") ? read.id_list("eos_token_id") : std::vector<int>{50256};
   c.pad_token_id = read.optional_integer("pad_token_id", 0);
 
   if (json.contains("id2label") && !json["id2label"].is_null()) {
