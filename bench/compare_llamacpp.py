@@ -5,7 +5,7 @@
                                     [--threads 2] [--prompt 512] [--decode 128] [--runs 2]
 
 For each dtype: writes a random checkpoint of the preset's shape with sc2-make-checkpoint (plus a
-49152-token tokenizer from tools/train_tokenizer.py, which llama.cpp's converter needs), converts the
+49152-token tokenizer from tools/training/train_tokenizer.py, which llama.cpp's converter needs), converts the
 same weights to GGUF with llama.cpp's own convert_hf_to_gguf.py, then runs llama-bench and sc2-bench
 alternately (same threads, prompt and decode lengths) and prints both, their ratio, the machine's read
 bandwidth and sc2's decode as a share of the bandwidth roofline (weight bytes x tokens/s / bandwidth), and
@@ -67,7 +67,7 @@ def prepare(args, dtype: str) -> tuple[Path, Path]:
     if not (ckpt / "tokenizer.json").exists():
         shared = work / "tokenizer-49152.json"
         if not shared.exists():
-            run([sys.executable, ROOT / "tools/train_tokenizer.py", "--vocab-size", "49152", "--output", shared])
+            run([sys.executable, ROOT / "tools/training/train_tokenizer.py", "--vocab-size", "49152", "--output", shared])
         shutil.copy(shared, ckpt / "tokenizer.json")
     gguf = work / f"{args.preset.lower()}-{dtype}.gguf"
     if not gguf.exists():

@@ -5,9 +5,9 @@
 // Encodes the whole file with one `encode` call per repetition and reports the
 // median and best MB/s (1 MB = 10^6 bytes of input), the number of ids and a
 // checksum of them (FNV-1a over the ids as little-endian 32-bit integers) so
-// that tools/bench_tokenizer.py can check that both tokenizers gave the same ids.
+// that tools/evaluation/bench_tokenizer.py can check that both tokenizers gave the same ids.
 
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>

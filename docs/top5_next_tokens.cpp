@@ -2,9 +2,7 @@
 //   top5_next_tokens CHECKPOINT_DIR ID [ID ...]
 #include <sc2/sc2.hpp>
 
-#include <algorithm>
 #include <cstdio>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -24,10 +22,7 @@ int main(int argc, char** argv) {
     sc2::KvCache cache = lm.make_cache();   // the keys and values of this sequence
     std::span<const float> logits = lm.forward_last(ctx, ids, cache);   // (V)
 
-    std::vector<int> order(logits.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + 5, order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
-    for (int i = 0; i < 5; ++i) std::printf("%d %.6f\n", order[i], logits[order[i]]);
+    for (const int id : sc2::top_ids(logits, 5)) std::printf("%d %.6f\n", id, logits[static_cast<std::size_t>(id)]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -17,7 +17,7 @@
 // (the label of token i is read at position i + label_delay) and
 // "redaction_placeholders" (label -> text; default "<LABEL>").
 
-#include <sc2/models/token_spans.hpp>
+#include <sc2/tagging/token_spans.hpp>
 #include <sc2/sc2.hpp>
 
 #include <CLI/CLI.hpp>

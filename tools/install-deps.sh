@@ -2,7 +2,7 @@
 # Installs the Debian packages sc2 builds and tests with, skipping those present.
 # Runs apt-get as root, or through sudo otherwise.
 set -euo pipefail
-packages=(g++ cmake make pkg-config libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev libsimde-dev libcpp-httplib-dev curl clang libclang-rt-dev)
+packages=(g++ cmake make pkg-config libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev libcli11-dev libsimde-dev libcpp-httplib-dev curl clang libclang-rt-dev doxygen)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

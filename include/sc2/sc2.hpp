@@ -20,13 +20,13 @@
 #include <sc2/generation/sampler.hpp>
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/io/safetensors.hpp>
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 #include <sc2/models/batch.hpp>
 #include <sc2/models/causal_lm.hpp>
 #include <sc2/models/checkpoint.hpp>
 #include <sc2/models/classifiers.hpp>
 #include <sc2/models/config.hpp>
-#include <sc2/models/token_spans.hpp>
+#include <sc2/tagging/token_spans.hpp>
 #include <sc2/models/kv_cache.hpp>
 #include <sc2/models/kv_pool.hpp>
 #include <sc2/models/policies.hpp>

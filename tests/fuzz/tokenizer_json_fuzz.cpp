@@ -5,7 +5,7 @@
 #include "fuzz_check.hpp"
 #include "utf8_oracle.hpp"
 
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 
 #include <cstddef>
 #include <cstdint>

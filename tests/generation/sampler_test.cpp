@@ -1,4 +1,4 @@
-// The sampler against transformers' logits processors (tools/make_generation_fixtures.py),
+// The sampler against transformers' logits processors (tools/reference/make_generation_fixtures.py),
 // the distribution of its draws, a plain full-sort reference of the same rules (kept
 // tokens and seeded draws identical), and the allocations of its calls.
 

@@ -9,7 +9,7 @@
 #include <sc2/generation/generator.hpp>
 #include <sc2/generation/sampler.hpp>
 #include <sc2/io/safetensors.hpp>
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 #include <sc2/backends/cpu.hpp>
 #include <sc2/models/causal_lm.hpp>
 #include <sc2/models/config.hpp>

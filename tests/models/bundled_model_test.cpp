@@ -1,6 +1,6 @@
-// The bundled model, models/sc2-tiny (tools/train_model.py): a trained StarCoder2
+// The bundled model, models/sc2-tiny (tools/training/train_model.py): a trained StarCoder2
 // checkpoint checked against what PyTorch and transformers computed on it
-// (tools/eval_model.py): the held-out loss, greedy continuations, and a
+// (tools/evaluation/eval_model.py): the held-out loss, greedy continuations, and a
 // fill-in-the-middle completion.
 
 #include "support.hpp"

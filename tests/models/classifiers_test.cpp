@@ -1,5 +1,5 @@
 // Token and sequence classification heads against transformers
-// (tools/make_classifier_fixtures.py), padded batches included.
+// (tools/reference/make_classifier_fixtures.py), padded batches included.
 
 #include "support.hpp"
 

@@ -121,7 +121,7 @@ TEST_CASE("prompts longer than the context are refused", "[config]") {
 }
 
 TEST_CASE("a config.json that leaves out a field gets transformers' default for it", "[config]") {
-  // The defaults are transformers' Starcoder2Config's, recorded by tools/make_config_defaults.py.
+  // The defaults are transformers' Starcoder2Config's, recorded by tools/reference/make_config_defaults.py.
   const auto fixture = nlohmann::json::parse(
       sc2::read_text_file(std::filesystem::path(SC2_FIXTURES_DIR) / "config" / "starcoder2_defaults.json"));
   const nlohmann::json& want = fixture.at("defaults");
@@ -169,4 +169,39 @@ TEST_CASE("a config.json that leaves out a field gets transformers' default for 
   const sc2::ModelConfig c = sc2::ModelConfig::from_json(j.dump());
   CHECK(c.eos_token_ids.empty());
   CHECK(!c.bos_token_id);
+}
+
+TEST_CASE("a ConfigSchema reads another family's keys and defaults", "[config]") {
+  // Mistral's, as examples/custom_variant.cpp declares them (values from transformers' MistralConfig).
+  constexpr sc2::ConfigSchema mistral{.model_type = "mistral", .num_key_value_heads = 8,
+                                      .null_key_value_heads_is_attention_heads = true, .sliding_window = 4096,
+                                      .norm_epsilon_key = "rms_norm_eps", .norm_epsilon = 1e-6, .use_bias_key = "",
+                                      .use_bias = false, .tie_word_embeddings = false, .hidden_act = "silu",
+                                      .bos_token_id = 1, .eos_token_id = 2};
+  const std::string shape = R"("vocab_size": 100, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                               "num_attention_heads": 8)";
+  auto c = sc2::ModelConfig::from_json("{\"model_type\": \"mistral\", " + shape + "}", "m.json", mistral);
+  CHECK(c.num_key_value_heads == 8);
+  CHECK(c.sliding_window == 4096);
+  CHECK(c.norm_epsilon == 1e-6);
+  CHECK(!c.use_bias);
+  CHECK(!c.tie_word_embeddings);
+  CHECK(c.hidden_act == "silu");
+  CHECK(c.bos_token_id == 1);
+  CHECK(c.eos_token_ids == std::vector<int>{2});
+  // The family's own eps key is read, StarCoder2's ignored; a bias key the schema lacks is never read.
+  c = sc2::ModelConfig::from_json("{" + shape + R"(, "rms_norm_eps": 1e-5, "norm_epsilon": 0.5, "use_bias": true,
+                                  "num_key_value_heads": null, "sliding_window": null})", "m.json", mistral);
+  CHECK(c.norm_epsilon == 1e-5);
+  CHECK(!c.use_bias);
+  CHECK(c.num_key_value_heads == 8);  // null: one kv head per attention head (8 here)
+  CHECK(!c.sliding_window);
+  c = sc2::ModelConfig::from_json("{" + shape + R"(, "num_attention_heads": 4, "num_key_value_heads": null})", "m.json",
+                                  mistral);
+  CHECK(c.num_key_value_heads == 4);
+  // StarCoder2's schema keeps its default for a null kv head count.
+  c = sc2::ModelConfig::from_json("{" + shape + R"(, "num_key_value_heads": null})");
+  CHECK(c.num_key_value_heads == 2);
+  CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(), "s.json", mistral),
+                    Catch::Matchers::Contains("s.json: model_type is 'starcoder2', expected 'mistral'"));
 }

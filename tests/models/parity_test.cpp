@@ -1,5 +1,5 @@
 // Every fixture checkpoint against what Hugging Face transformers computed on it
-// (tools/make_fixtures.py): per-layer hidden states, logits of the whole prompt,
+// (tools/reference/make_fixtures.py): per-layer hidden states, logits of the whole prompt,
 // and the same prompt fed through the KV cache in chunks and one token at a time.
 
 #include "support.hpp"

@@ -30,8 +30,8 @@ class Buffer {
   static_assert(std::is_trivially_copyable_v<T>, "Buffer holds trivially copyable elements");
 
 public:
-  using element_type = T;
-  using space = Space;
+  using element_type = T;  ///< the element type
+  using space = Space;     ///< where the memory lives
 
   /// An empty buffer.
   Buffer() noexcept = default;

@@ -35,7 +35,7 @@ constexpr std::string_view dtype_name(DType t) noexcept {
 
 /// bfloat16 storage: 16 raw bits, arithmetic goes through float.
 struct bf16 {
-  std::uint16_t bits = 0;
+  std::uint16_t bits = 0;  ///< the raw bits
 
   /// Reinterprets raw bits (no rounding).
   static constexpr bf16 from_bits(std::uint16_t b) noexcept { return bf16{b}; }
@@ -56,7 +56,7 @@ struct bf16 {
 
 /// IEEE binary16 storage: 16 raw bits, arithmetic goes through float.
 struct f16 {
-  std::uint16_t bits = 0;
+  std::uint16_t bits = 0;  ///< the raw bits
 
   /// Reinterprets raw bits (no rounding).
   static constexpr f16 from_bits(std::uint16_t b) noexcept { return f16{b}; }
@@ -101,9 +101,18 @@ struct f16 {
 
 /// Maps a storage type to its DType tag.
 template <class T> struct dtype_of;
-template <> struct dtype_of<float> { static constexpr DType value = DType::f32; };
-template <> struct dtype_of<bf16> { static constexpr DType value = DType::bf16; };
-template <> struct dtype_of<f16> { static constexpr DType value = DType::f16; };
+/// float is f32.
+template <> struct dtype_of<float> {
+  static constexpr DType value = DType::f32;  ///< the tag
+};
+/// bf16 is bf16.
+template <> struct dtype_of<bf16> {
+  static constexpr DType value = DType::bf16;  ///< the tag
+};
+/// f16 is f16.
+template <> struct dtype_of<f16> {
+  static constexpr DType value = DType::f16;  ///< the tag
+};
 /// The DType tag of a storage type.
 template <class T> inline constexpr DType dtype_v = dtype_of<T>::value;
 

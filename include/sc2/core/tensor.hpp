@@ -38,8 +38,8 @@ class TensorView {
   static_assert(Rank >= 1, "a tensor view has at least one dimension");
 
 public:
-  using element_type = T;
-  using Extents = std::array<std::int64_t, Rank>;
+  using element_type = T;                          ///< the element type
+  using Extents = std::array<std::int64_t, Rank>;  ///< one extent (or stride) per dimension
 
   /// An empty view.
   constexpr TensorView() noexcept : data_(nullptr), extents_{}, strides_{} {}

@@ -38,7 +38,7 @@
 
 #include <sc2/core/error.hpp>
 #include <sc2/generation/sampler.hpp>
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 #include <sc2/models/batch.hpp>
 #include <sc2/models/kv_pool.hpp>
 #include <sc2/ops/sample.hpp>
@@ -226,9 +226,9 @@ private:
 template <class LM>
 class Engine {
 public:
-  using Backend = typename LM::Backend;
-  using Context = typename LM::Context;
-  using Pool = KvPool<Backend>;
+  using Backend = typename LM::Backend;  ///< the backend the model runs on
+  using Context = typename LM::Context;  ///< the execution context `step` takes
+  using Pool = KvPool<Backend>;          ///< the KV pool of its requests
 
   /// An engine over `lm` and `tokenizer` (both must outlive it), sized by `options`.
   Engine(const LM& lm, const Tokenizer& tokenizer, const EngineOptions& options = {})

@@ -14,7 +14,7 @@
 
 #include <sc2/core/error.hpp>
 #include <sc2/generation/generator.hpp>
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -27,12 +27,12 @@ namespace sc2 {
 
 /// The special-token ids the FIM and repository formats use.
 struct FimTokens {
-  std::int32_t prefix = -1;        ///< <fim_prefix>
-  std::int32_t suffix = -1;        ///< <fim_suffix>
-  std::int32_t middle = -1;        ///< <fim_middle>
-  std::int32_t file_separator = -1;  ///< <file_sep>
-  std::int32_t repo_name = -1;     ///< <repo_name>
-  std::int32_t end_of_text = -1;   ///< <|endoftext|>
+  std::int32_t prefix = -1;        ///< `<fim_prefix>`
+  std::int32_t suffix = -1;        ///< `<fim_suffix>`
+  std::int32_t middle = -1;        ///< `<fim_middle>`
+  std::int32_t file_separator = -1;  ///< `<file_sep>`
+  std::int32_t repo_name = -1;     ///< `<repo_name>`
+  std::int32_t end_of_text = -1;   ///< `<|endoftext|>`
 
   /// Reads the ids from `tokenizer`; an `sc2::Error` names any that is missing.
   static FimTokens from(const Tokenizer& tokenizer) {
@@ -79,7 +79,7 @@ inline std::vector<std::int32_t> repository_prompt(const Tokenizer& tokenizer, s
 }
 
 /// A request that fills the hole between `prefix` and `suffix`: generation stops at
-/// <file_sep> or <|endoftext|> (besides the config's own stop rules; `model_eos` are the
+/// `<file_sep>` or `<|endoftext|>` (besides the config's own stop rules; `model_eos` are the
 /// model's end ids when the config names none) and the text is the middle alone.
 inline Request fim_request(const Tokenizer& tokenizer, std::string_view prefix, std::string_view suffix,
                            GenerationConfig config, const std::vector<std::int32_t>& model_eos) {

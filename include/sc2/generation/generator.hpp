@@ -23,7 +23,7 @@
 
 #include <sc2/core/error.hpp>
 #include <sc2/generation/engine.hpp>
-#include <sc2/io/tokenizer.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>
 
 #include <cstdint>
 #include <span>
@@ -36,7 +36,7 @@ namespace sc2 {
 template <class LM>
 class Generator {
 public:
-  using Context = typename LM::Context;
+  using Context = typename LM::Context;  ///< the execution context its calls take
 
   /// A generator over `lm` and `tokenizer`; both must outlive it.
   Generator(const LM& lm, const Tokenizer& tokenizer) : lm_(lm), tokenizer_(tokenizer) {}

@@ -54,12 +54,29 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <span>
 #include <vector>
 
 namespace sc2 {
+
+/// The ids of the `k` largest of `logits` (at most its size), largest first;
+/// equal logits keep the lower id first.
+///
+///     for (int id : sc2::top_ids(logits, 5)) std::printf("%d %f\n", id, logits[id]);
+inline std::vector<int> top_ids(std::span<const float> logits, std::size_t k) {
+  std::vector<int> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  k = std::min(k, order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(), [&](int a, int b) {
+    const float x = logits[static_cast<std::size_t>(a)], y = logits[static_cast<std::size_t>(b)];
+    return x > y || (x == y && a < b);
+  });
+  order.resize(k);
+  return order;
+}
 
 /// The sampling controls of Hugging Face `generate`.
 struct SamplingConfig {

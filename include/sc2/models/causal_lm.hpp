@@ -35,15 +35,15 @@ namespace sc2 {
 template <class Backbone>
 class CausalLM {
 public:
-  using Backend = typename Backbone::BackendType;
-  using Context = typename Backbone::Context;
-  using Space = typename Backbone::Space;
-  using Pool = KvPool<Backend>;
-  using Work = Workspace<Backend>;
+  using Backend = typename Backbone::BackendType;  ///< the backend it runs on
+  using Context = typename Backbone::Context;      ///< the execution context its calls take
+  using Space = typename Backbone::Space;          ///< where its weights live
+  using Pool = KvPool<Backend>;                    ///< the KV pool its batches continue
+  using Work = Workspace<Backend>;                 ///< the workspace its calls write
 
   /// Loads a checkpoint directory (config.json, then safetensors) onto the backend of `ctx`.
   static CausalLM load(Context& ctx, const std::filesystem::path& dir, const LoadOptions& options = {}) {
-    const Checkpoint checkpoint = Checkpoint::open(dir);
+    const Checkpoint checkpoint = Checkpoint::open(dir, Backbone::config_schema);
     auto store = std::make_shared<WeightStore<Space>>();
     typename Backbone::Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype);
     if (options.progress) loader.on_progress(options.progress);

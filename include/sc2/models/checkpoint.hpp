@@ -21,9 +21,9 @@ struct Checkpoint {
   ModelConfig config;         ///< config.json's values
   Safetensors tensors;        ///< the mapped files
 
-  /// Reads `dir`/config.json, then maps and checks `dir`'s safetensors files.
-  static Checkpoint open(const std::filesystem::path& dir) {
-    ModelConfig config = ModelConfig::from_file(dir / "config.json");
+  /// Reads `dir`/config.json (of `schema`'s family), then maps and checks `dir`'s safetensors files.
+  static Checkpoint open(const std::filesystem::path& dir, const ConfigSchema& schema = {}) {
+    ModelConfig config = ModelConfig::from_file(dir / "config.json", schema);
     return Checkpoint{dir, std::move(config), Safetensors::open(dir)};
   }
   /// The path of config.json, for messages.

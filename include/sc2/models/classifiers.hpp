@@ -151,10 +151,10 @@ std::pair<Backbone, LinearWeights<typename Backbone::Space>> load_classifier(typ
                                                                               const std::filesystem::path& dir,
                                                                               const LoadOptions& options, bool bias,
                                                                               std::string_view kind) {
-  const Checkpoint checkpoint = Checkpoint::open(dir);
+  const Checkpoint checkpoint = Checkpoint::open(dir, Backbone::config_schema);
   auto store = std::make_shared<WeightStore<typename Backbone::Space>>();
   typename Backbone::Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype);
-    if (options.progress) loader.on_progress(options.progress);
+  if (options.progress) loader.on_progress(options.progress);
   Backbone backbone(checkpoint.config, loader, store, checkpoint.config_path());
   auto score = loader.linear("score", checkpoint.config.num_labels, checkpoint.config.hidden_size, bias);
   Backbone::check_all_used(loader, checkpoint, [](const std::string&) { return false; }, kind);
@@ -167,8 +167,8 @@ std::pair<Backbone, LinearWeights<typename Backbone::Space>> load_classifier(typ
 template <class Backbone>
 class TokenClassifier {
 public:
-  using Context = typename Backbone::Context;
-  using Space = typename Backbone::Space;
+  using Context = typename Backbone::Context;  ///< the execution context its calls take
+  using Space = typename Backbone::Space;      ///< where its weights live
 
   /// Loads a `Starcoder2ForTokenClassification` checkpoint (score.weight and score.bias).
   static TokenClassifier load(Context& ctx, const std::filesystem::path& dir, const LoadOptions& options = {}) {
@@ -248,8 +248,8 @@ private:
 template <class Backbone>
 class SequenceClassifier {
 public:
-  using Context = typename Backbone::Context;
-  using Space = typename Backbone::Space;
+  using Context = typename Backbone::Context;  ///< the execution context its calls take
+  using Space = typename Backbone::Space;      ///< where its weights live
 
   /// Loads a `Starcoder2ForSequenceClassification` checkpoint (score.weight).
   static SequenceClassifier load(Context& ctx, const std::filesystem::path& dir, const LoadOptions& options = {}) {

@@ -13,17 +13,13 @@
 ///     sc2::ModelConfig cfg = sc2::ModelConfig::from_file("ckpt/config.json");       // any checkpoint
 
 #include <sc2/core/error.hpp>
-#include <sc2/io/detail/json_depth.hpp>
+#include <sc2/io/config_json.hpp>
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/models/policies.hpp>
 
-#include <nlohmann/json.hpp>
-
-#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -31,15 +27,19 @@
 
 namespace sc2 {
 
-/// The policies of the released StarCoder2 models; configs inherit them.
+/// The policies of the released StarCoder2 models, and the config.json they
+/// read (transformers' `Starcoder2Config`); configs inherit them.
 struct Starcoder2Policies {
   using Norm = policy::LayerNorm;              ///< LayerNorm with bias
   using Mlp = policy::GeluTanhMlp;             ///< c_proj(gelu_tanh(c_fc(x)))
   using Positional = policy::RotaryEmbedding;  ///< RoPE, rotate_half
   using Mask = policy::SlidingWindow;          ///< causal, sliding window
+  /// config.json's model_type, key names and defaults.
+  static constexpr ConfigSchema config_schema{};
 };
 
-/// Every value sc2 reads from a Hugging Face StarCoder2 config.json.
+/// Every value sc2 reads from a Hugging Face config.json (StarCoder2's, or a
+/// variant's through its `config_schema`).
 struct ModelConfig : Starcoder2Policies {
   int vocab_size = 0;                  ///< V
   int hidden_size = 0;                 ///< D
@@ -63,17 +63,21 @@ struct ModelConfig : Starcoder2Policies {
   std::vector<std::string> id2label;   ///< label names by id (num_labels of them)
 
   /// Most labels a config.json may declare.
-  static constexpr int kMaxLabels = 1 << 16;
+  static constexpr int kMaxLabels = kMaxConfigLabels;
 
-  /// Parses and validates config.json text; `source` names it in errors.
-  static ModelConfig from_json(std::string_view text, const std::string& source = "config.json");
-  /// Reads and validates a config.json file.
-  static ModelConfig from_file(const std::filesystem::path& path) {
-    return from_json(read_text_file(path), path.string());
+  /// Parses and validates config.json text of `schema`'s family; `source` names it in errors.
+  static ModelConfig from_json(std::string_view text, const std::string& source = "config.json",
+                               const ConfigSchema& schema = {}) {
+    return parse_config_json<ModelConfig>(text, source, schema);
+  }
+  /// Reads and validates a config.json file of `schema`'s family.
+  static ModelConfig from_file(const std::filesystem::path& path, const ConfigSchema& schema = {}) {
+    return from_json(read_text_file(path), path.string(), schema);
   }
 };
 
-/// What a configuration must offer: config.json's dimensions and the four policies.
+/// What a configuration must offer: config.json's dimensions, the four
+/// policies, and the schema its config.json is read with.
 template <class C>
 concept Starcoder2Config = requires(const C& c) {
   { c.vocab_size } -> std::convertible_to<std::int64_t>;
@@ -92,6 +96,7 @@ concept Starcoder2Config = requires(const C& c) {
   typename C::Mlp;
   typename C::Positional;
   typename C::Mask;
+  { C::config_schema } -> std::convertible_to<ConfigSchema>;
 };
 
 /// True for configs whose dimensions are compile-time constants (presets).
@@ -109,40 +114,40 @@ template <StaticConfig C> consteval bool valid_static_config() {
 
 /// StarCoder2-3B.
 struct Config3B : Starcoder2Policies {
-  static constexpr int vocab_size = 49152;
-  static constexpr int hidden_size = 3072;
-  static constexpr int intermediate_size = 12288;
-  static constexpr int num_hidden_layers = 30;
-  static constexpr int num_attention_heads = 24;
-  static constexpr int num_key_value_heads = 2;
-  static constexpr int head_dim = 128;
-  static constexpr std::int64_t max_position_embeddings = 16384;
-  static constexpr std::optional<int> sliding_window = 4096;
-  static constexpr double rope_theta = 999999.4420358813;
-  static constexpr double norm_epsilon = 1e-5;
-  static constexpr bool use_bias = true;
+  static constexpr int vocab_size = 49152;                        ///< V
+  static constexpr int hidden_size = 3072;                        ///< D
+  static constexpr int intermediate_size = 12288;                 ///< F
+  static constexpr int num_hidden_layers = 30;                    ///< layers
+  static constexpr int num_attention_heads = 24;                  ///< H
+  static constexpr int num_key_value_heads = 2;                   ///< Hkv
+  static constexpr int head_dim = 128;                            ///< Dh
+  static constexpr std::int64_t max_position_embeddings = 16384;  ///< context limit
+  static constexpr std::optional<int> sliding_window = 4096;      ///< W
+  static constexpr double rope_theta = 999999.4420358813;         ///< RoPE base
+  static constexpr double norm_epsilon = 1e-5;                    ///< LayerNorm eps
+  static constexpr bool use_bias = true;                          ///< biases on every linear
 };
 static_assert(valid_static_config<Config3B>());
 
 /// StarCoder2-7B.
 struct Config7B : Config3B {
-  static constexpr int hidden_size = 4608;
-  static constexpr int intermediate_size = 18432;
-  static constexpr int num_hidden_layers = 32;
-  static constexpr int num_attention_heads = 36;
-  static constexpr int num_key_value_heads = 4;
-  static constexpr double rope_theta = 1000000.0;
+  static constexpr int hidden_size = 4608;         ///< D
+  static constexpr int intermediate_size = 18432;  ///< F
+  static constexpr int num_hidden_layers = 32;     ///< layers
+  static constexpr int num_attention_heads = 36;   ///< H
+  static constexpr int num_key_value_heads = 4;    ///< Hkv
+  static constexpr double rope_theta = 1000000.0;  ///< RoPE base
 };
 static_assert(valid_static_config<Config7B>());
 
 /// StarCoder2-15B.
 struct Config15B : Config3B {
-  static constexpr int hidden_size = 6144;
-  static constexpr int intermediate_size = 24576;
-  static constexpr int num_hidden_layers = 40;
-  static constexpr int num_attention_heads = 48;
-  static constexpr int num_key_value_heads = 4;
-  static constexpr double rope_theta = 100000.0;
+  static constexpr int hidden_size = 6144;         ///< D
+  static constexpr int intermediate_size = 24576;  ///< F
+  static constexpr int num_hidden_layers = 40;     ///< layers
+  static constexpr int num_attention_heads = 48;   ///< H
+  static constexpr int num_key_value_heads = 4;    ///< Hkv
+  static constexpr double rope_theta = 100000.0;   ///< RoPE base
 };
 static_assert(valid_static_config<Config15B>());
 
@@ -172,170 +177,6 @@ template <Starcoder2Config C> void check_config_matches(const C& preset, const M
   } else {
     (void)preset, (void)loaded, (void)source;
   }
-}
-
-namespace detail {
-
-/// Reads config.json fields with errors that name the file, the field, and what was found.
-class ConfigReader {
-public:
-  ConfigReader(const nlohmann::json& json, const std::string& source) : json_(json), source_(source) {}
-
-  /// An optional integer >= `min` (null counts as absent).
-  std::optional<int> optional_integer(const char* field, int min = 1) const {
-    if (!json_.contains(field) || json_[field].is_null()) return std::nullopt;
-    return checked_integer(field, json_[field], min);
-  }
-  /// An optional positive finite number.
-  std::optional<double> optional_number(const nlohmann::json& v, const char* field) const {
-    if (v.is_null()) return std::nullopt;
-    SC2_CHECK(v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() > 0.0,
-              "{}: '{}' must be a positive number, found {}", source_, field, v.dump());
-    return v.get<double>();
-  }
-  /// An optional positive number field.
-  std::optional<double> optional_number(const char* field) const {
-    return json_.contains(field) ? optional_number(json_[field], field) : std::nullopt;
-  }
-  /// An optional boolean field.
-  std::optional<bool> optional_bool(const char* field) const {
-    if (!json_.contains(field) || json_[field].is_null()) return std::nullopt;
-    SC2_CHECK(json_[field].is_boolean(), "{}: '{}' must be true or false, found {}", source_, field,
-              json_[field].dump());
-    return json_[field].get<bool>();
-  }
-  /// An optional string field.
-  std::optional<std::string> optional_string(const char* field) const {
-    if (!json_.contains(field) || json_[field].is_null()) return std::nullopt;
-    SC2_CHECK(json_[field].is_string(), "{}: '{}' must be a string, found {}", source_, field, json_[field].dump());
-    return json_[field].get<std::string>();
-  }
-  /// One integer id >= 0 or a list of them (eos_token_id); null is empty.
-  std::vector<int> id_list(const char* field) const {
-    std::vector<int> ids;
-    if (!json_.contains(field) || json_[field].is_null()) return ids;
-    const auto& v = json_[field];
-    if (v.is_array()) {
-      for (const auto& e : v) ids.push_back(checked_integer(field, e, 0));
-    } else {
-      ids.push_back(checked_integer(field, v, 0));
-    }
-    return ids;
-  }
-
-private:
-  int checked_integer(const char* field, const nlohmann::json& v, int min) const {
-    SC2_CHECK(v.is_number_integer() && v.get<std::int64_t>() >= min && v.get<std::int64_t>() <= (1 << 30),
-              "{}: '{}' must be an integer in [{}, 2^30], found {}", source_, field, min, v.dump());
-    return static_cast<int>(v.get<std::int64_t>());
-  }
-
-  const nlohmann::json& json_;
-  const std::string& source_;
-};
-
-}  // namespace detail
-
-inline ModelConfig ModelConfig::from_json(std::string_view text, const std::string& source) {
-  // Deep nesting would overflow the stack when an error message prints a value.
-  SC2_CHECK(!detail::json_nested_deeper_than(text), "{}: JSON nested deeper than {} levels", source,
-            detail::kMaxJsonDepth);
-  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  SC2_CHECK(!json.is_discarded(), "{}: not valid JSON", source);
-  SC2_CHECK(json.is_object(), "{}: the top level is not a JSON object", source);
-  const detail::ConfigReader read(json, source);
-  if (auto type = read.optional_string("model_type"))
-    SC2_CHECK(*type == "starcoder2", "{}: model_type is '{}', expected 'starcoder2'", source, *type);
-
-  // A field left out takes transformers' Starcoder2Config default (its 7B-style shape),
-  // field by field, as transformers' own loading does.
-  ModelConfig c;
-  c.vocab_size = read.optional_integer("vocab_size").value_or(49152);
-  c.hidden_size = read.optional_integer("hidden_size").value_or(3072);
-  c.intermediate_size = read.optional_integer("intermediate_size").value_or(12288);
-  c.num_hidden_layers = read.optional_integer("num_hidden_layers").value_or(30);
-  c.num_attention_heads = read.optional_integer("num_attention_heads").value_or(24);
-  c.num_key_value_heads = read.optional_integer("num_key_value_heads").value_or(2);
-  SC2_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
-            "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.num_attention_heads,
-            c.num_key_value_heads);
-  if (auto head_dim = read.optional_integer("head_dim")) {
-    c.head_dim = *head_dim;
-  } else {
-    SC2_CHECK(c.hidden_size % c.num_attention_heads == 0,
-              "{}: hidden_size {} is not a multiple of num_attention_heads {} (and no head_dim is given)", source,
-              c.hidden_size, c.num_attention_heads);
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-  }
-  SC2_CHECK(c.head_dim % 2 == 0, "{}: head_dim {} must be even for rotary embeddings", source, c.head_dim);
-  c.max_position_embeddings = read.optional_integer("max_position_embeddings").value_or(4096);
-  c.sliding_window = read.optional_integer("sliding_window");
-
-  // rope_theta: newer files nest it in rope_parameters, older ones keep it at the top level.
-  if (json.contains("rope_parameters") && !json["rope_parameters"].is_null()) {
-    const auto& rope = json["rope_parameters"];
-    SC2_CHECK(rope.is_object(), "{}: rope_parameters must be an object, found {}", source, rope.dump());
-    if (rope.contains("rope_type"))
-      SC2_CHECK(rope["rope_type"] == "default", "{}: rope_type {} is not supported (only \"default\")", source,
-                rope["rope_type"].dump());
-    // A null rope_theta keeps the default (value() would throw std::bad_optional_access).
-    if (rope.contains("rope_theta"))
-      c.rope_theta = read.optional_number(rope["rope_theta"], "rope_theta").value_or(c.rope_theta);
-    if (rope.contains("partial_rotary_factor"))
-      c.partial_rotary_factor =
-          read.optional_number(rope["partial_rotary_factor"], "partial_rotary_factor").value_or(1.0);
-  }
-  if (auto theta = read.optional_number("rope_theta")) c.rope_theta = *theta;
-  if (auto factor = read.optional_number("partial_rotary_factor")) c.partial_rotary_factor = *factor;
-  SC2_CHECK(c.partial_rotary_factor <= 1.0, "{}: partial_rotary_factor {} must be in (0, 1]", source,
-            c.partial_rotary_factor);
-  if (json.contains("rope_scaling"))
-    SC2_CHECK(json["rope_scaling"].is_null(), "{}: rope_scaling {} is not supported", source,
-              json["rope_scaling"].dump());
-
-  c.norm_epsilon = read.optional_number("norm_epsilon").value_or(1e-5);
-  c.use_bias = read.optional_bool("use_bias").value_or(true);
-  c.tie_word_embeddings = read.optional_bool("tie_word_embeddings").value_or(true);
-  c.hidden_act = read.optional_string("hidden_act").value_or("gelu_pytorch_tanh");
-  // Left out, bos and eos are transformers' 50256; an explicit null means none.
-  const auto bos = json.contains("bos_token_id") ? read.id_list("bos_token_id") : std::vector<int>{50256};
-  SC2_CHECK(bos.size() <= 1, "{}: bos_token_id must be a single id", source);
-  if (!bos.empty()) c.bos_token_id = bos[0];
-  c.eos_token_ids = json.contains("eos_token_id") ? read.id_list("eos_token_id") : std::vector<int>{50256};
-  c.pad_token_id = read.optional_integer("pad_token_id", 0);
-
-  if (json.contains("id2label") && !json["id2label"].is_null()) {
-    const auto& labels = json["id2label"];
-    SC2_CHECK(labels.is_object(), "{}: id2label must be an object", source);
-    std::map<int, std::string> by_id;
-    for (const auto& [key, name] : labels.items()) {
-      int id = -1;
-      try {
-        std::size_t used = 0;
-        id = std::stoi(key, &used);
-        if (used != key.size()) id = -1;
-      } catch (const std::exception&) {
-      }
-      SC2_CHECK(id >= 0 && name.is_string(), "{}: id2label entry \"{}\": {} is not id: name", source, key, name.dump());
-      by_id[id] = name.get<std::string>();
-    }
-    SC2_CHECK(by_id.size() <= static_cast<std::size_t>(kMaxLabels),
-              "{}: id2label has {} labels, more than the {} sc2 accepts", source, by_id.size(), kMaxLabels);
-    for (int i = 0; i < static_cast<int>(by_id.size()); ++i)
-      SC2_CHECK(by_id.contains(i), "{}: id2label has no label {} (ids must be 0..{})", source, i, by_id.size() - 1);
-    for (auto& [id, name] : by_id) c.id2label.push_back(name);
-    c.num_labels = static_cast<int>(c.id2label.size());
-  }
-  if (auto n = read.optional_integer("num_labels")) {
-    // Each label gets a name below, so an absurd count would be an absurd allocation.
-    SC2_CHECK(*n <= kMaxLabels, "{}: num_labels {} is more than the {} sc2 accepts", source, *n, kMaxLabels);
-    SC2_CHECK(c.id2label.empty() || *n == c.num_labels, "{}: num_labels {} disagrees with id2label's {} labels",
-              source, *n, c.num_labels);
-    c.num_labels = *n;
-  }
-  if (c.id2label.empty())
-    for (int i = 0; i < c.num_labels; ++i) c.id2label.push_back(fmt::format("LABEL_{}", i));
-  return c;
 }
 
 }  // namespace sc2

@@ -25,7 +25,7 @@ namespace sc2 {
 template <ComputeBackend Backend>
 class KvCache {
 public:
-  using Context = typename Backend::Context;
+  using Context = typename Backend::Context;  ///< the execution context its calls take
 
   /// A cache over `pool` (made for one sequence) starting at `first_position`, with `workspace`.
   KvCache(KvPool<Backend> pool, Workspace<Backend> workspace, std::int64_t first_position = 0)

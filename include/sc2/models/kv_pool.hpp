@@ -65,9 +65,9 @@ struct KvPoolOptions {
 template <ComputeBackend Backend>
 class KvPool {
 public:
-  using Context = typename Backend::Context;
-  using Space = typename Backend::Space;
-  using Element = typename Backend::KvElement;
+  using Context = typename Backend::Context;    ///< the execution context its calls take
+  using Space = typename Backend::Space;        ///< where its pages live
+  using Element = typename Backend::KvElement;  ///< the element type of keys and values
 
   /// A pool of `options.pages` pages (or as many as `options.bytes` holds) of `shape`.
   KvPool(const KvShape& shape, const KvPoolOptions& options) : shape_(shape), P_(options.page_size) {

@@ -17,8 +17,9 @@
 /// Weights are templated on the memory space of the backend the model runs
 /// on, and `forward` takes views of the context's space, so one policy serves
 /// the CPU and a GPU. A research variant writes its own policy with the same
-/// hooks and names it in its config; no library file changes. For example, a
-/// ReLU MLP:
+/// hooks and names it in its config (with a `config_schema` when its
+/// config.json is another family's); no library file changes. docs/variants.md
+/// builds Mistral that way. A smaller example, a ReLU MLP:
 ///
 ///     struct ReluMlp : sc2::policy::GeluTanhMlp {
 ///       static constexpr std::string_view hidden_act = "relu";
@@ -100,7 +101,7 @@ struct GeluTanhMlp {
 /// StarCoder2 applies it: its rotary embedding uses head_dim and ignores
 /// `partial_rotary_factor`.
 struct RotaryEmbedding {
-  using State = ops::RotaryTable;
+  using State = ops::RotaryTable;  ///< the inverse frequencies
 
   /// The inverse frequencies for rope_theta over the full head_dim.
   template <class Cfg> static State make(const Cfg& cfg) { return State(cfg.rope_theta, cfg.head_dim); }

@@ -102,24 +102,26 @@ struct AttentionWeights {
 template <Starcoder2Config Config = ModelConfig, class Backend = cpu::Backend>
 class Starcoder2 {
 public:
-  using BackendType = Backend;
-  using Context = typename Backend::Context;
-  using Space = typename Backend::Space;
-  using Act = typename Backend::Activation;
-  using Norm = typename Config::Norm;
-  using Mlp = typename Config::Mlp;
-  using Positional = typename Config::Positional;
-  using Mask = typename Config::Mask;
-  using Loader = WeightLoader<Backend>;
-  using Pool = KvPool<Backend>;
-  using Work = Workspace<Backend>;
+  using BackendType = Backend;                    ///< the backend it runs on
+  using Context = typename Backend::Context;      ///< the execution context its calls take
+  using Space = typename Backend::Space;          ///< where its weights and activations live
+  using Act = typename Backend::Activation;       ///< the activations' element type
+  using Norm = typename Config::Norm;              ///< the norm policy
+  using Mlp = typename Config::Mlp;               ///< the MLP policy
+  using Positional = typename Config::Positional;  ///< the positional-encoding policy
+  using Mask = typename Config::Mask;              ///< the attention-mask policy
+  using Loader = WeightLoader<Backend>;           ///< what takes its weights from a checkpoint
+  using Pool = KvPool<Backend>;                   ///< the KV pool its batches continue
+  using Work = Workspace<Backend>;                ///< the workspace its calls write
+  /// How config.json is read: the config's model_type, key names and defaults.
+  static constexpr ConfigSchema config_schema = Config::config_schema;
 
   /// One decoder layer, named as in the checkpoint (`model.layers.{i}.*`).
   struct LayerWeights {
-    typename Norm::template Weights<Space> input_layernorm;
-    AttentionWeights<Space> self_attn;
-    typename Norm::template Weights<Space> post_attention_layernorm;
-    typename Mlp::template Weights<Space> mlp;
+    typename Norm::template Weights<Space> input_layernorm;           ///< the norm before attention
+    AttentionWeights<Space> self_attn;                                ///< q, k, v and o projections
+    typename Norm::template Weights<Space> post_attention_layernorm;  ///< the norm before the MLP
+    typename Mlp::template Weights<Space> mlp;                        ///< the MLP
   };
 
   /// All backbone weights (`model.*`), as views of the weight store.
@@ -133,7 +135,7 @@ public:
   /// backbone does not use, a head's (`lm_head.*`, `score.*`) aside, is an
   /// error that names it.
   static Starcoder2 load(Context& ctx, const std::filesystem::path& dir, const LoadOptions& options = {}) {
-    const Checkpoint checkpoint = Checkpoint::open(dir);
+    const Checkpoint checkpoint = Checkpoint::open(dir, Config::config_schema);
     auto store = std::make_shared<WeightStore<Space>>();
     Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype);
     if (options.progress) loader.on_progress(options.progress);

@@ -82,8 +82,8 @@ private:
 template <ComputeBackend Backend>
 class WeightLoader {
 public:
-  using Context = typename Backend::Context;
-  using Space = typename Backend::Space;
+  using Context = typename Backend::Context;  ///< the execution context uploads run on
+  using Space = typename Backend::Space;      ///< where the weights go
 
   /// A loader over the mapped `tensors` into `store`; `matrix_dtype` (if set)
   /// converts every matrix to that dtype.

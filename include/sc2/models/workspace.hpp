@@ -60,9 +60,9 @@ struct WorkspaceShape {
 template <ComputeBackend Backend>
 class Workspace {
 public:
-  using Context = typename Backend::Context;
-  using Space = typename Backend::Space;
-  using Act = typename Backend::Activation;
+  using Context = typename Backend::Context;  ///< the execution context its calls take
+  using Space = typename Backend::Space;      ///< where its buffers live
+  using Act = typename Backend::Activation;   ///< the activations' element type
 
   /// An empty workspace (plan one with the model's `make_workspace`).
   Workspace() = default;
@@ -134,8 +134,13 @@ public:
 
   /// The host side of the plan, filled by the model before each call.
   struct HostPlan {
-    Buffer<std::int32_t> tokens, positions, row_entry, page_table, logit_rows;
-    Buffer<ops::BatchEntry> entries;
+    Buffer<std::int32_t> tokens;      ///< (T) token ids
+    Buffer<std::int32_t> positions;   ///< (T) absolute positions
+    Buffer<std::int32_t> row_entry;   ///< (T) the chunk of each row
+    Buffer<std::int32_t> page_table;  ///< every chunk's pages, one run per chunk
+    Buffer<std::int32_t> logit_rows;  ///< (R) the rows that want logits
+    Buffer<ops::BatchEntry> entries;  ///< (B) one per chunk
+    /// Room for T rows, B chunks, `table` page-table entries and R logit rows.
     void allocate(std::int64_t T, std::int64_t B, std::int64_t table, std::int64_t R) {
       const auto n = [](std::int64_t c) { return static_cast<std::size_t>(c); };
       tokens = Buffer<std::int32_t>(n(T)), positions = Buffer<std::int32_t>(n(T));

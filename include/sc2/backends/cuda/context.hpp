@@ -54,7 +54,9 @@ enum class Staging : int {
 /// A chosen cuBLASLt matrix product for one shape: descriptors and algorithm.
 struct MatmulPlan {
   cublasLtMatmulDesc_t op = nullptr;                         ///< transposes, compute type, epilogue
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;  ///< weight, input, output
+  cublasLtMatrixLayout_t a = nullptr;                        ///< the weight's layout
+  cublasLtMatrixLayout_t b = nullptr;                        ///< the input's layout
+  cublasLtMatrixLayout_t c = nullptr;                        ///< the output's layout
   cublasLtMatmulAlgo_t algo{};                               ///< the heuristic's first choice
 };
 
