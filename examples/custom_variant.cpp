@@ -80,9 +80,9 @@ struct SwiGluMlp {
   /// Loads `prefix`.gate_proj, .up_proj and .down_proj (biases only if the config has them).
   template <class Loader, class Cfg> static auto load(Loader& loader, const std::string& prefix, const Cfg& cfg) {
     const std::int64_t D = cfg.hidden_size, F = cfg.intermediate_size;
-    return Weights<typename Loader::Space>{loader.linear(prefix + ".gate_proj", F, D, cfg.use_bias),
-                                           loader.linear(prefix + ".up_proj", F, D, cfg.use_bias),
-                                           loader.linear(prefix + ".down_proj", D, F, cfg.use_bias)};
+    return Weights<typename Loader::Space>{loader.linear(prefix + ".gate_proj", F, D, cfg.mlp_bias),
+                                           loader.linear(prefix + ".up_proj", F, D, cfg.mlp_bias),
+                                           loader.linear(prefix + ".down_proj", D, F, cfg.mlp_bias)};
   }
 
   /// Scratch floats `forward` needs for T tokens: gate and up, (T, F) each.
@@ -115,8 +115,9 @@ struct Config : sc2::ModelConfig {
   using Mlp = SwiGluMlp;
 
   /// config.json as transformers' MistralConfig reads it: its model_type, the
-  /// norm's eps under `rms_norm_eps`, no bias key (never biases), and the
-  /// default of every field a file leaves out.
+  /// norm's eps under `rms_norm_eps`, no bias keys (never biases), and the
+  /// default of every field a file leaves out. Every field is named: one left
+  /// out keeps StarCoder2's value.
   static constexpr sc2::ConfigSchema config_schema{.model_type = "mistral",
                                                    .vocab_size = 32000,
                                                    .hidden_size = 4096,
@@ -132,6 +133,8 @@ struct Config : sc2::ModelConfig {
                                                    .norm_epsilon = 1e-6,
                                                    .use_bias_key = "",
                                                    .use_bias = false,
+                                                   .mlp_bias_key = "",
+                                                   .mlp_bias = false,
                                                    .tie_word_embeddings = false,
                                                    .hidden_act = "silu",
                                                    .bos_token_id = 1,

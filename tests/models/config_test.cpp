@@ -185,6 +185,7 @@ TEST_CASE("a ConfigSchema reads another family's keys and defaults", "[config]")
   CHECK(c.sliding_window == 4096);
   CHECK(c.norm_epsilon == 1e-6);
   CHECK(!c.use_bias);
+  CHECK(!c.mlp_bias);  // no MLP bias key: the MLP follows use_bias
   CHECK(!c.tie_word_embeddings);
   CHECK(c.hidden_act == "silu");
   CHECK(c.bos_token_id == 1);
@@ -204,4 +205,23 @@ TEST_CASE("a ConfigSchema reads another family's keys and defaults", "[config]")
   CHECK(c.num_key_value_heads == 2);
   CHECK_THROWS_WITH(sc2::ModelConfig::from_json(base_config(), "s.json", mistral),
                     Catch::Matchers::Contains("s.json: model_type is 'starcoder2', expected 'mistral'"));
+
+  // Llama's: a kv head count left out means one per attention head, and the MLP's biases have their own key.
+  constexpr sc2::ConfigSchema llama{.model_type = "llama", .num_key_value_heads = std::nullopt,
+                                    .null_key_value_heads_is_attention_heads = true, .sliding_window = std::nullopt,
+                                    .norm_epsilon_key = "rms_norm_eps", .norm_epsilon = 1e-6,
+                                    .use_bias_key = "attention_bias", .use_bias = false, .mlp_bias_key = "mlp_bias",
+                                    .mlp_bias = false};
+  c = sc2::ModelConfig::from_json("{" + shape + R"(, "attention_bias": true})", "l.json", llama);
+  CHECK(c.num_key_value_heads == 8);
+  CHECK(!c.sliding_window);
+  CHECK(c.use_bias);
+  CHECK(!c.mlp_bias);
+  c = sc2::ModelConfig::from_json("{" + shape + R"(, "num_key_value_heads": 2, "mlp_bias": true})", "l.json", llama);
+  CHECK(c.num_key_value_heads == 2);
+  CHECK(!c.use_bias);
+  CHECK(c.mlp_bias);
+  // StarCoder2's MLP follows use_bias.
+  CHECK(!sc2::ModelConfig::from_json(base_config(R"(, "use_bias": false, "mlp_bias": true)")).mlp_bias);
+  CHECK(sc2::ModelConfig::from_json(base_config()).mlp_bias);
 }

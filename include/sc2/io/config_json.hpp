@@ -40,17 +40,22 @@ struct ConfigSchema {
   int intermediate_size = 12288;               ///< F
   int num_hidden_layers = 30;                  ///< layers
   int num_attention_heads = 24;                ///< H
-  int num_key_value_heads = 2;                 ///< Hkv
+  /// Hkv when the key is left out; none: one kv head per attention head (Llama).
+  std::optional<int> num_key_value_heads = 2;
   /// What an explicit `"num_key_value_heads": null` means: true, one kv head
   /// per attention head (Mistral, Llama); false, the default above.
   bool null_key_value_heads_is_attention_heads = false;
   std::int64_t max_position_embeddings = 4096;  ///< context limit
-  std::optional<int> sliding_window;            ///< W; none: plain causal attention
+  std::optional<int> sliding_window = std::nullopt;  ///< W; none: plain causal attention
   double rope_theta = 10000.0;                  ///< RoPE base
   std::string_view norm_epsilon_key = "norm_epsilon";  ///< the key of the norm's eps
   double norm_epsilon = 1e-5;                          ///< its default
   std::string_view use_bias_key = "use_bias";  ///< the key saying the linears have biases; empty: never read
   bool use_bias = true;                        ///< its default (the value when the key is empty)
+  /// The key saying the MLP's linears have biases (Llama's `mlp_bias`); empty:
+  /// they follow `use_bias`, as StarCoder2's do.
+  std::string_view mlp_bias_key = "";
+  bool mlp_bias = false;  ///< its default, when the key is not empty
   bool tie_word_embeddings = true;             ///< lm_head shares embed_tokens
   std::string_view hidden_act = "gelu_pytorch_tanh";  ///< the MLP's activation
   std::optional<int> bos_token_id = 50256;            ///< beginning of sequence
@@ -146,11 +151,12 @@ Values parse_config_json(std::string_view text, const std::string& source, const
   c.intermediate_size = read.optional_integer("intermediate_size").value_or(schema.intermediate_size);
   c.num_hidden_layers = read.optional_integer("num_hidden_layers").value_or(schema.num_hidden_layers);
   c.num_attention_heads = read.optional_integer("num_attention_heads").value_or(schema.num_attention_heads);
+  // Left out, Hkv is the schema's default; null, that or one per attention head.
   const bool kv_null = read.has("num_key_value_heads") && json["num_key_value_heads"].is_null();
-  c.num_key_value_heads = read.optional_integer("num_key_value_heads")
-                              .value_or(kv_null && schema.null_key_value_heads_is_attention_heads
-                                            ? c.num_attention_heads
-                                            : schema.num_key_value_heads);
+  int kv_default = c.num_attention_heads;
+  if (schema.num_key_value_heads && !(kv_null && schema.null_key_value_heads_is_attention_heads))
+    kv_default = *schema.num_key_value_heads;
+  c.num_key_value_heads = read.optional_integer("num_key_value_heads").value_or(kv_default);
   SC2_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
             "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.num_attention_heads,
             c.num_key_value_heads);
@@ -194,6 +200,8 @@ Values parse_config_json(std::string_view text, const std::string& source, const
   c.norm_epsilon = read.optional_number(schema.norm_epsilon_key).value_or(schema.norm_epsilon);
   c.use_bias = schema.use_bias_key.empty() ? schema.use_bias
                                            : read.optional_bool(schema.use_bias_key).value_or(schema.use_bias);
+  c.mlp_bias = schema.mlp_bias_key.empty() ? c.use_bias
+                                           : read.optional_bool(schema.mlp_bias_key).value_or(schema.mlp_bias);
   c.tie_word_embeddings = read.optional_bool("tie_word_embeddings").value_or(schema.tie_word_embeddings);
   c.hidden_act = read.optional_string("hidden_act").value_or(std::string(schema.hidden_act));
   // Left out, bos and eos are the schema's; an explicit null means none.

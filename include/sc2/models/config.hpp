@@ -53,7 +53,8 @@ struct ModelConfig : Starcoder2Policies {
   double rope_theta = 10000.0;         ///< RoPE base (kept as a double)
   double partial_rotary_factor = 1.0;  ///< read and kept; transformers' StarCoder2 does not use it
   double norm_epsilon = 1e-5;          ///< LayerNorm eps
-  bool use_bias = true;                ///< biases on q/k/v/o and MLP linears
+  bool use_bias = true;                ///< biases on q/k/v/o (and the MLP's, unless the schema reads `mlp_bias`)
+  bool mlp_bias = true;                ///< biases on the MLP's linears (StarCoder2: use_bias)
   bool tie_word_embeddings = true;     ///< lm_head shares embed_tokens
   std::string hidden_act = "gelu_pytorch_tanh";  ///< MLP activation
   std::optional<int> bos_token_id;     ///< beginning of sequence
