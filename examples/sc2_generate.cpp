@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   bool middle_only = false, quiet = false;
   std::string batch_file;
   std::int64_t batch_tokens = 512, max_running = 16;
-  app.add_option("--model", model, "checkpoint directory (config.json, tokenizer.json, *.safetensors)")
+  app.add_option("--model", model, "checkpoint directory (config.json, tokenizer.json, *.safetensors) or a StarCoder2 .gguf file")
       ->capture_default_str();
   app.add_option("--prompt", prompt, "the text to continue (\\n and \\t are understood)");
   app.add_option("--file", file, "read the prompt from a file ('-' for standard input)");
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
         sc2::LoadOptions load_options;
         load_options.progress = show_progress;
         const auto lm = LM::load(ctx, model, load_options);
-        const auto tokenizer = sc2::Tokenizer::from_file(std::filesystem::path(model) / "tokenizer.json");
+        const auto tokenizer = sc2::load_tokenizer(model);
         const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
         const auto requests = read_batch_file(batch_file, config, config.sampling.do_sample, tokenizer, lm.config().eos_token_ids);
         const std::int64_t running = std::min<std::int64_t>(max_running, static_cast<std::int64_t>(requests.size()));
@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
       sc2::LoadOptions load_options;
       load_options.progress = show_progress;
       auto lm = LM::load(ctx, model, load_options);
-      const auto tokenizer = sc2::Tokenizer::from_file(std::filesystem::path(model) / "tokenizer.json");
+      const auto tokenizer = sc2::load_tokenizer(model);
       const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       sc2::Generator generator(lm, tokenizer);
       auto print = [](std::string_view piece) {

@@ -128,7 +128,7 @@ class EngineScheduler final : public Scheduler {
 public:
   EngineScheduler(std::unique_ptr<Context> ctx, const Options& options, Metrics& metrics)
       : options_(options), metrics_(metrics), ctx_(std::move(ctx)), lm_(LM::load(*ctx_, options.model)),
-        tokenizer_(sc2::Tokenizer::from_file(std::filesystem::path(options.model) / "tokenizer.json")),
+        tokenizer_(sc2::load_tokenizer(options.model)),
         engine_(lm_, tokenizer_,
                 {.max_batch_tokens = options.batch_tokens, .max_running = options.max_running, .kv_pages = options.kv_pages}) {
     thread_ = std::thread([this] { run(); });
@@ -674,7 +674,7 @@ sigset_t stop_signals() {
 int main(int argc, char** argv) {
   CLI::App app{"Serve fill-in-the-middle and completions of a StarCoder2 checkpoint over HTTP"};
   Options o;
-  app.add_option("--model", o.model, "checkpoint directory (config.json, tokenizer.json, *.safetensors)")->capture_default_str();
+  app.add_option("--model", o.model, "checkpoint directory (config.json, tokenizer.json, *.safetensors) or a StarCoder2 .gguf file")->capture_default_str();
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
   app.add_option("--port", o.port, "port (0: any free port, printed at start)")->capture_default_str();
   app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer KEY' (all endpoints but /health)");

@@ -18,15 +18,16 @@
 #include <sc2/generation/fim.hpp>
 #include <sc2/generation/generator.hpp>
 #include <sc2/generation/sampler.hpp>
+#include <sc2/io/config_json.hpp>
+#include <sc2/io/gguf.hpp>
 #include <sc2/io/mapped_file.hpp>
 #include <sc2/io/safetensors.hpp>
-#include <sc2/tokenizer/tokenizer.hpp>
+#include <sc2/io/tensor_index.hpp>
 #include <sc2/models/batch.hpp>
 #include <sc2/models/causal_lm.hpp>
 #include <sc2/models/checkpoint.hpp>
 #include <sc2/models/classifiers.hpp>
 #include <sc2/models/config.hpp>
-#include <sc2/tagging/token_spans.hpp>
 #include <sc2/models/kv_cache.hpp>
 #include <sc2/models/kv_pool.hpp>
 #include <sc2/models/policies.hpp>
@@ -34,3 +35,7 @@
 #include <sc2/models/weights.hpp>
 #include <sc2/models/workspace.hpp>
 #include <sc2/ops/copy.hpp>
+#include <sc2/quant/blocks.hpp>
+#include <sc2/tagging/token_spans.hpp>
+#include <sc2/tokenizer/gguf.hpp>
+#include <sc2/tokenizer/tokenizer.hpp>

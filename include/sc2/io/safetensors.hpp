@@ -19,6 +19,7 @@
 #include <sc2/core/error.hpp>
 #include <sc2/io/detail/json_depth.hpp>
 #include <sc2/io/mapped_file.hpp>
+#include <sc2/quant/blocks.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -42,11 +43,13 @@ namespace sc2 {
 /// Largest header accepted, as in the reference implementation.
 inline constexpr std::uint64_t kMaxSafetensorsHeader = 100'000'000;
 
-/// One tensor of a safetensors file.
+/// One tensor of a checkpoint (a safetensors file, or a GGUF file under its
+/// Hugging Face name).
 struct TensorInfo {
   std::string name;                  ///< Hugging Face name, e.g. "model.norm.weight"
-  std::string dtype_name;            ///< as written: "F32", "BF16", "I64", ...
+  std::string dtype_name;            ///< as written: "F32", "BF16", "I64", "Q4_K", ...
   std::optional<DType> dtype;        ///< set for the float types sc2 computes with
+  std::optional<quant::Format> quant;  ///< set for the GGML block formats sc2 reads (then `dtype` is none)
   std::vector<std::int64_t> shape;   ///< extents, outermost first
   std::span<const std::byte> bytes;  ///< the data, inside the file mapping
   std::filesystem::path file;        ///< the file it lives in

@@ -14,7 +14,9 @@
 ///
 /// Matrices keep their stored dtype (f32, bf16, f16) unless a dtype is asked
 /// for or the backend names the one it keeps (`Backend::weight_dtype(stored)`:
-/// the CUDA backend's bf16); vectors (biases, norms) are float.
+/// the CUDA backend's bf16); vectors (biases, norms) are float. A matrix in a
+/// GGML block format (from a GGUF file) is dequantized row by row, exactly as
+/// `gguf.quants.dequantize` does, and kept as f32 unless a dtype is asked for.
 
 #include <sc2/core/buffer.hpp>
 #include <sc2/core/context.hpp>
@@ -22,7 +24,8 @@
 #include <sc2/core/error.hpp>
 #include <sc2/core/tensor.hpp>
 #include <sc2/io/mapped_file.hpp>
-#include <sc2/io/safetensors.hpp>
+#include <sc2/io/tensor_index.hpp>
+#include <sc2/quant/blocks.hpp>
 #include <sc2/ops/copy.hpp>
 
 #include <fmt/ranges.h>
@@ -87,7 +90,7 @@ public:
 
   /// A loader over the mapped `tensors` into `store`; `matrix_dtype` (if set)
   /// converts every matrix to that dtype.
-  WeightLoader(Context& ctx, const Safetensors& tensors, WeightStore<Space>& store,
+  WeightLoader(Context& ctx, const TensorIndex& tensors, WeightStore<Space>& store,
                std::optional<DType> matrix_dtype = std::nullopt)
       : ctx_(ctx), tensors_(tensors), store_(store), matrix_dtype_(matrix_dtype) {}
 
@@ -101,7 +104,19 @@ public:
 
   /// The (rows, cols) matrix `name`, in the backend's layout and memory.
   WeightView<Space> matrix(const std::string& name, std::int64_t rows, std::int64_t cols) {
-    const TensorInfo& t = get(name, {rows, cols});
+    const TensorInfo& t = get(name, {rows, cols}, /*blocks=*/true);
+    if (t.quant) {
+      // Rows of blocks, dequantized into one float matrix the backend takes as f32.
+      Buffer<float> widened(static_cast<std::size_t>(rows * cols));
+      const std::size_t row_bytes = quant::row_bytes(*t.quant, cols);
+      for (std::int64_t r = 0; r < rows; ++r)
+        quant::dequantize(*t.quant, t.bytes.data() + static_cast<std::size_t>(r) * row_bytes,
+                          widened.data() + r * cols, cols);
+      const WeightMatrix host{DType::f32, WeightLayout::row_major, widened.data(), rows, cols};
+      const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(kept_dtype(DType::f32))));
+      release_mapped_pages(t.bytes);
+      return view;
+    }
     const DType stored = *t.dtype;
     WeightMatrix host{stored, WeightLayout::row_major, t.bytes.data(), rows, cols};
     // A tensor not aligned to its element size is copied to aligned memory first.
@@ -156,12 +171,13 @@ private:
     else return stored;
   }
 
-  const TensorInfo& get(const std::string& name, std::vector<std::int64_t> shape) {
+  const TensorInfo& get(const std::string& name, std::vector<std::int64_t> shape, bool blocks = false) {
     const TensorInfo& t = tensors_.at(name);
     SC2_CHECK(t.shape == shape, "tensor '{}' in '{}' has shape [{}], expected [{}] from config.json", name,
               t.file.string(), fmt::join(t.shape, ", "), fmt::join(shape, ", "));
-    SC2_CHECK(t.dtype.has_value(), "tensor '{}' in '{}' has dtype {}; weights must be F32, BF16 or F16", name,
-              t.file.string(), t.dtype_name);
+    SC2_CHECK(t.dtype.has_value() || (blocks && t.quant.has_value()),
+              "tensor '{}' in '{}' has dtype {}; weights must be F32, BF16 or F16{}", name, t.file.string(),
+              t.dtype_name, blocks ? " (matrices also Q8_0, Q4_0, Q4_K, Q5_K or Q6_K)" : "");
     used_.insert(name);
     read_ += t.bytes.size();
     if (progress_) progress_(read_, tensors_.total_bytes());
@@ -180,7 +196,7 @@ private:
   }
 
   Context& ctx_;
-  const Safetensors& tensors_;
+  const TensorIndex& tensors_;
   WeightStore<Space>& store_;
   std::optional<DType> matrix_dtype_;
   std::set<std::string> used_;

@@ -1,0 +1,138 @@
+// sc2-quantize: a Hugging Face StarCoder2 checkpoint directory to a GGUF file
+// that llama.cpp and sc2 read, its matrices in one GGML format.
+//
+//   sc2-quantize starcoder2-3b starcoder2-3b-Q8_0.gguf --type q8_0
+//
+// Matrices (embedding, attention and MLP projections, an untied lm_head) are
+// quantized with ggml's reference quantizer (sc2::quant::quantize, the bytes
+// llama-quantize writes without an importance matrix); a matrix whose rows
+// are not whole blocks of the format stays F32. Norms and biases are F32.
+// The metadata are llama.cpp's StarCoder2 keys, plus the sliding window
+// (starcoder2.attention.sliding_window, which llama.cpp's converter leaves
+// out), and the tokenizer.ggml.* keys of the directory's tokenizer.json.
+#include <sc2/sc2.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct OutputType {
+  const char* name;
+  sc2::GgmlType type;
+  std::uint32_t file_type;  // llama.cpp's general.file_type (llama_ftype)
+};
+
+constexpr OutputType kTypes[] = {{"f32", sc2::GgmlType::f32, 0},   {"f16", sc2::GgmlType::f16, 1},
+                                 {"bf16", sc2::GgmlType::bf16, 32}, {"q8_0", sc2::GgmlType::q8_0, 7},
+                                 {"q4_0", sc2::GgmlType::q4_0, 2},  {"q4_k", sc2::GgmlType::q4_k, 14},
+                                 {"q5_k", sc2::GgmlType::q5_k, 16}, {"q6_k", sc2::GgmlType::q6_k, 18}};
+
+// The tensor's elements widened to float.
+std::vector<float> widen(const sc2::TensorInfo& t) {
+  std::vector<float> out(static_cast<std::size_t>(t.numel()));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const std::byte* p = t.bytes.data();
+    switch (*t.dtype) {
+      case sc2::DType::f32: std::memcpy(&out[i], p + 4 * i, 4); break;
+      case sc2::DType::bf16: { std::uint16_t b; std::memcpy(&b, p + 2 * i, 2); out[i] = sc2::bf16::from_bits(b).to_float(); break; }
+      case sc2::DType::f16: { std::uint16_t b; std::memcpy(&b, p + 2 * i, 2); out[i] = sc2::f16::from_bits(b).to_float(); break; }
+    }
+  }
+  return out;
+}
+
+// `values` (rows, cols) in `type`.
+std::vector<std::byte> encode(const std::vector<float>& values, std::int64_t rows, std::int64_t cols, sc2::GgmlType type) {
+  std::vector<std::byte> out;
+  switch (type) {
+    case sc2::GgmlType::f32:
+      out.resize(values.size() * 4);
+      std::memcpy(out.data(), values.data(), out.size());
+      break;
+    case sc2::GgmlType::f16:
+    case sc2::GgmlType::bf16:
+      out.resize(values.size() * 2);
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const std::uint16_t b = type == sc2::GgmlType::f16 ? sc2::f16::round(values[i]).bits : sc2::bf16::round(values[i]).bits;
+        std::memcpy(out.data() + 2 * i, &b, 2);
+      }
+      break;
+    default: {
+      const auto format = sc2::quant::parse_format(sc2::ggml_type_traits(static_cast<std::uint32_t>(type))->name);
+      const std::size_t row = sc2::quant::row_bytes(format, cols);
+      out.resize(row * static_cast<std::size_t>(rows));
+      for (std::int64_t r = 0; r < rows; ++r)
+        sc2::quant::quantize(format, values.data() + r * cols, out.data() + static_cast<std::size_t>(r) * row, cols);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Writes a StarCoder2 checkpoint directory as a GGUF file, its matrices quantized"};
+  std::string input, output, type_name = "q8_0";
+  app.add_option("input", input, "checkpoint directory (config.json, *.safetensors, tokenizer.json)")->required();
+  app.add_option("output", output, "the GGUF file to write")->required();
+  app.add_option("--type", type_name, "matrix format: q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16 or f32")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const OutputType* out_type = nullptr;
+    for (const OutputType& t : kTypes)
+      if (type_name == t.name) out_type = &t;
+    SC2_CHECK(out_type != nullptr, "unknown --type '{}' (q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16 or f32)", type_name);
+    const std::filesystem::path dir(input);
+    const sc2::Checkpoint ckpt = sc2::Checkpoint::open(dir);
+    const sc2::ModelConfig& c = ckpt.config;
+
+    sc2::GgufWriter w;
+    w.add_string("general.architecture", "starcoder2");
+    w.add_string("general.name", dir.filename().string());
+    w.add_u32("general.file_type", out_type->file_type);
+    w.add_u32("starcoder2.context_length", static_cast<std::uint32_t>(c.max_position_embeddings));
+    w.add_u32("starcoder2.embedding_length", static_cast<std::uint32_t>(c.hidden_size));
+    w.add_u32("starcoder2.feed_forward_length", static_cast<std::uint32_t>(c.intermediate_size));
+    w.add_u32("starcoder2.block_count", static_cast<std::uint32_t>(c.num_hidden_layers));
+    w.add_u32("starcoder2.attention.head_count", static_cast<std::uint32_t>(c.num_attention_heads));
+    w.add_u32("starcoder2.attention.head_count_kv", static_cast<std::uint32_t>(c.num_key_value_heads));
+    w.add_f32("starcoder2.rope.freq_base", static_cast<float>(c.rope_theta));
+    w.add_f32("starcoder2.attention.layer_norm_epsilon", static_cast<float>(c.norm_epsilon));
+    if (c.sliding_window) w.add_u32("starcoder2.attention.sliding_window", static_cast<std::uint32_t>(*c.sliding_window));
+    if (std::filesystem::exists(dir / "tokenizer.json")) {
+      sc2::add_tokenizer_to_gguf(w, sc2::read_text_file(dir / "tokenizer.json"), (dir / "tokenizer.json").string());
+      if (c.bos_token_id) w.add_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(*c.bos_token_id));
+      if (!c.eos_token_ids.empty()) w.add_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(c.eos_token_ids[0]));
+    }
+
+    std::size_t quantized = 0, kept = 0;
+    for (const std::string& name : ckpt.tensors.names()) {
+      if (sc2::is_ignorable_tensor(name) || (c.tie_word_embeddings && name == "lm_head.weight")) continue;
+      const sc2::TensorInfo& t = ckpt.tensors.at(name);
+      SC2_CHECK(t.dtype.has_value(), "tensor '{}' has dtype {}; sc2-quantize reads F32, BF16 and F16", name, t.dtype_name);
+      const std::vector<float> values = widen(t);
+      sc2::GgmlType type = sc2::GgmlType::f32;
+      if (t.shape.size() == 2) {
+        const auto block = sc2::ggml_type_traits(static_cast<std::uint32_t>(out_type->type))->block;
+        if (t.shape[1] % block == 0) type = out_type->type;
+        else std::fprintf(stderr, "sc2-quantize: %s has rows of %lld, not whole %s blocks: kept as F32\n", name.c_str(),
+                          static_cast<long long>(t.shape[1]), out_type->name);
+      }
+      const std::int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
+      const auto bytes = encode(values, rows, cols, type);
+      w.add_tensor(sc2::starcoder2_name_to_gguf(name), type, t.shape, bytes);
+      (type == out_type->type && t.shape.size() == 2 ? quantized : kept) += 1;
+    }
+    w.write(output);
+    std::fprintf(stderr, "sc2-quantize: wrote %s: %zu matrices in %s, %zu tensors in F32\n", output.c_str(), quantized,
+                 out_type->name, kept);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
