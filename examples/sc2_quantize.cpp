@@ -31,20 +31,6 @@ constexpr OutputType kTypes[] = {{"f32", sc2::GgmlType::f32, 0},   {"f16", sc2::
                                  {"q4_0", sc2::GgmlType::q4_0, 2},  {"q4_k", sc2::GgmlType::q4_k, 14},
                                  {"q5_k", sc2::GgmlType::q5_k, 16}, {"q6_k", sc2::GgmlType::q6_k, 18}};
 
-// The tensor's elements widened to float.
-std::vector<float> widen(const sc2::TensorInfo& t) {
-  std::vector<float> out(static_cast<std::size_t>(t.numel()));
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const std::byte* p = t.bytes.data();
-    switch (*t.dtype) {
-      case sc2::DType::f32: std::memcpy(&out[i], p + 4 * i, 4); break;
-      case sc2::DType::bf16: { std::uint16_t b; std::memcpy(&b, p + 2 * i, 2); out[i] = sc2::bf16::from_bits(b).to_float(); break; }
-      case sc2::DType::f16: { std::uint16_t b; std::memcpy(&b, p + 2 * i, 2); out[i] = sc2::f16::from_bits(b).to_float(); break; }
-    }
-  }
-  return out;
-}
-
 // `values` (rows, cols) in `type`.
 std::vector<std::byte> encode(const std::vector<float>& values, std::int64_t rows, std::int64_t cols, sc2::GgmlType type) {
   std::vector<std::byte> out;
@@ -114,7 +100,8 @@ int main(int argc, char** argv) {
       if (sc2::is_ignorable_tensor(name) || (c.tie_word_embeddings && name == "lm_head.weight")) continue;
       const sc2::TensorInfo& t = ckpt.tensors.at(name);
       SC2_CHECK(t.dtype.has_value(), "tensor '{}' has dtype {}; sc2-quantize reads F32, BF16 and F16", name, t.dtype_name);
-      const std::vector<float> values = widen(t);
+      std::vector<float> values(static_cast<std::size_t>(t.numel()));
+      sc2::tensor_to_float(t, values);
       sc2::GgmlType type = sc2::GgmlType::f32;
       if (t.shape.size() == 2) {
         const auto block = sc2::ggml_type_traits(static_cast<std::uint32_t>(out_type->type))->block;

@@ -11,29 +11,7 @@
 #include <filesystem>
 #include <string>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 namespace {
-
-// The loader maps a path: each input goes into one in-memory file (memfd), reached
-// through /proc, so fuzzing never waits on a disk.
-int input_fd() {
-  static const int fd = ::memfd_create("sc2-fuzz-gguf", MFD_CLOEXEC);
-  SC2_FUZZ_CHECK(fd >= 0);
-  return fd;
-}
-
-std::filesystem::path write_input(const std::uint8_t* data, std::size_t size) {
-  const int fd = input_fd();
-  SC2_FUZZ_CHECK(::ftruncate(fd, 0) == 0);
-  for (std::size_t done = 0; done < size;) {
-    const ::ssize_t n = ::pwrite(fd, data + done, size - done, static_cast<::off_t>(done));
-    SC2_FUZZ_CHECK(n > 0);
-    done += static_cast<std::size_t>(n);
-  }
-  return "/proc/self/fd/" + std::to_string(fd);
-}
 
 void check_invariants(const sc2::GgufFile& file) {
   const auto all = file.bytes();
@@ -70,7 +48,7 @@ void check_invariants(const sc2::GgufFile& file) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::filesystem::path path = write_input(data, size);
+  const std::filesystem::path path = sc2_fuzz_input_file(data, size);
   try {
     const sc2::GgufFile file = sc2::GgufFile::open(path);
     check_invariants(file);

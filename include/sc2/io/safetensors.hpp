@@ -62,6 +62,31 @@ struct TensorInfo {
   }
 };
 
+/// Writes `t`'s elements, widened to float (F32, BF16, F16) or dequantized as
+/// `gguf.quants` does (GGML blocks, row by row), into `out` (t.numel() floats).
+/// An `sc2::Error` naming the tensor for any other dtype.
+inline void tensor_to_float(const TensorInfo& t, std::span<float> out) {
+  SC2_CHECK(out.size() == static_cast<std::size_t>(t.numel()), "tensor '{}': {} floats for {} elements", t.name,
+            out.size(), t.numel());
+  const std::byte* src = t.bytes.data();
+  if (t.quant) {
+    const std::int64_t cols = t.shape.empty() ? 1 : t.shape.back();
+    const std::size_t row_bytes = quant::row_bytes(*t.quant, cols);
+    for (std::size_t r = 0; r * static_cast<std::size_t>(cols) < out.size(); ++r)
+      quant::dequantize(*t.quant, src + r * row_bytes, out.data() + r * static_cast<std::size_t>(cols), cols);
+    return;
+  }
+  SC2_CHECK(t.dtype.has_value(), "tensor '{}' in '{}' has dtype {}, which sc2 cannot read as numbers", t.name,
+            t.file.string(), t.dtype_name);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    switch (*t.dtype) {
+      case DType::f32: std::memcpy(&out[i], src + 4 * i, 4); break;
+      case DType::bf16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); out[i] = bf16::from_bits(b).to_float(); break; }
+      case DType::f16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); out[i] = f16::from_bits(b).to_float(); break; }
+    }
+  }
+}
+
 namespace detail {
 
 /// Element size of a safetensors dtype name, or 0 when the name is unknown.

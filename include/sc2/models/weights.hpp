@@ -108,10 +108,7 @@ public:
     if (t.quant) {
       // Rows of blocks, dequantized into one float matrix the backend takes as f32.
       Buffer<float> widened(static_cast<std::size_t>(rows * cols));
-      const std::size_t row_bytes = quant::row_bytes(*t.quant, cols);
-      for (std::int64_t r = 0; r < rows; ++r)
-        quant::dequantize(*t.quant, t.bytes.data() + static_cast<std::size_t>(r) * row_bytes,
-                          widened.data() + r * cols, cols);
+      tensor_to_float(t, widened.span());
       const WeightMatrix host{DType::f32, WeightLayout::row_major, widened.data(), rows, cols};
       const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(kept_dtype(DType::f32))));
       release_mapped_pages(t.bytes);
@@ -135,7 +132,7 @@ public:
   Vector<const float, Space> vector(const std::string& name, std::int64_t size) {
     const TensorInfo& t = get(name, {size});
     std::vector<float> host(static_cast<std::size_t>(size));
-    for (std::int64_t i = 0; i < size; ++i) host[static_cast<std::size_t>(i)] = element(t, i);
+    tensor_to_float(t, host);
     Buffer<std::byte, Space> buffer(static_cast<std::size_t>(size) * sizeof(float));
     const Vector<float, Space> dst(reinterpret_cast<float*>(buffer.data()), {size});
     ops::copy(ctx_, dst, Vector<const float, Host>(std::span<const float>(host)));
@@ -182,17 +179,6 @@ private:
     read_ += t.bytes.size();
     if (progress_) progress_(read_, tensors_.total_bytes());
     return t;
-  }
-
-  // Element i of a tensor, widened to float (any alignment).
-  static float element(const TensorInfo& t, std::int64_t i) {
-    const std::byte* src = t.bytes.data();
-    switch (*t.dtype) {
-      case DType::f32: { float v; std::memcpy(&v, src + 4 * i, 4); return v; }
-      case DType::bf16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); return bf16::from_bits(b).to_float(); }
-      case DType::f16: { std::uint16_t b; std::memcpy(&b, src + 2 * i, 2); return f16::from_bits(b).to_float(); }
-    }
-    return 0.0f;
   }
 
   Context& ctx_;
