@@ -53,7 +53,7 @@ double time_sc2(sc2::cpu::Isa isa, int threads, std::int64_t T, std::int64_t K, 
                 int repeat) {
   sc2::CpuContext ctx(threads);
   ctx.set_isa(isa);
-  const sc2::WeightMatrix plain{sc2::DType::bf16, sc2::WeightLayout::row_major, w.data(), N, K};
+  const sc2::WeightMatrix plain{sc2::DType::bf16, sc2::WeightLayout::row_major, w.data(), N, K, std::nullopt};
   const auto packed = sc2::cpu::pack_weight(ctx, plain, sc2::DType::bf16);
   std::vector<float> out(static_cast<std::size_t>(T * N));
   return best_seconds(repeat, [&] {

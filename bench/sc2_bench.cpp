@@ -264,6 +264,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::int64_t prompt_tokens = 512, decode_tokens = 128, chunk = 512, context = 0;
   std::string isa;
+  std::string weight_type = "stored";
   bool json = false, bandwidth = false, peak = false;
   std::int64_t depth = 0;
   std::vector<std::int64_t> batches{1};
@@ -273,7 +274,8 @@ int main(int argc, char** argv) {
   app.add_option("--decode-tokens", decode_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20));
   app.add_option("--chunk", chunk, "prefill chunk (max tokens per forward)")->check(CLI::Range(1, 1 << 16));
   app.add_option("--context", context, "KV-cache context limit (0: prompt + decode)");
-  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512, avx512bf16, amx or amxbf16");
+  app.add_option("--isa", isa, "force a SIMD path: scalar, avx2, avx512, avx512bf16, amx, amxbf16 or avx512vnni");
+  app.add_option("--weight-dtype", weight_type, "f32, bf16, f16, q8_0, q4_0, q4_k, q5_k, q6_k, or stored (the default)");
   app.add_option("--depth", depth,
                  "decode as if this many tokens preceded the prompt: the cache is advanced without computing "
                  "them (its contents are zeros), which costs the same per token; for speed at long context");
@@ -303,6 +305,7 @@ int main(int argc, char** argv) {
     if (!isa.empty()) ctx.set_isa(sc2::cpu::parse_isa(isa));
     sc2::LoadOptions options;
     options.max_chunk_tokens = chunk;
+    sc2::set_weight_type(options, weight_type);
     auto load_start = std::chrono::steady_clock::now();
     auto lm = sc2::Starcoder2ForCausalLM::load(ctx, model_dir, options);
     const double load_s = seconds_since(load_start);

@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
   config.max_new_tokens = 128;
   int threads = 0;
   std::string device = "cpu";
+  std::string weight_type = "stored";
   bool middle_only = false, quiet = false;
   std::string batch_file;
   std::int64_t batch_tokens = 512, max_running = 16;
@@ -169,6 +170,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", config.sampling.seed, "random seed for sampling")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: one per core)")->capture_default_str();
+  app.add_option("--weight-dtype", weight_type,
+                 "keep the weight matrices as f32, bf16 or f16, or quantize them at load to q8_0, q4_0, q4_k, q5_k or "
+                 "q6_k (CPU); stored: as the checkpoint has them")
+      ->capture_default_str();
   app.add_option("--device", device, "where the model runs: cpu, or cuda (the first GPU, bf16 weights)")
       ->capture_default_str();
   app.add_option("--batch-file", batch_file,
@@ -190,6 +195,7 @@ int main(int argc, char** argv) {
         const auto load_start = std::chrono::steady_clock::now();
         sc2::LoadOptions load_options;
         load_options.progress = show_progress;
+        sc2::set_weight_type(load_options, weight_type);
         const auto lm = LM::load(ctx, model, load_options);
         const auto tokenizer = sc2::load_tokenizer(model);
         const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
@@ -254,6 +260,7 @@ int main(int argc, char** argv) {
       const auto load_start = std::chrono::steady_clock::now();
       sc2::LoadOptions load_options;
       load_options.progress = show_progress;
+      sc2::set_weight_type(load_options, weight_type);
       auto lm = LM::load(ctx, model, load_options);
       const auto tokenizer = sc2::load_tokenizer(model);
       const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();

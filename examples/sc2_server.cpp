@@ -60,6 +60,7 @@ using Clock = std::chrono::steady_clock;
 /// What the server was started with.
 struct Options {
   std::string model = SC2_BUNDLED_MODEL;
+  std::string weight_type = "stored";  // --weight-dtype (sc2::set_weight_type)
   std::string host = "127.0.0.1";
   int port = 8012;
   std::string api_key;
@@ -123,11 +124,18 @@ public:
   virtual std::string describe() const = 0;
 };
 
+/// How the model's weights are loaded: `--weight-dtype`.
+inline sc2::LoadOptions load_options(const Options& options) {
+  sc2::LoadOptions load;
+  sc2::set_weight_type(load, options.weight_type);
+  return load;
+}
+
 template <class LM, class Context>
 class EngineScheduler final : public Scheduler {
 public:
   EngineScheduler(std::unique_ptr<Context> ctx, const Options& options, Metrics& metrics)
-      : options_(options), metrics_(metrics), ctx_(std::move(ctx)), lm_(LM::load(*ctx_, options.model)),
+      : options_(options), metrics_(metrics), ctx_(std::move(ctx)), lm_(LM::load(*ctx_, options.model, load_options(options))),
         tokenizer_(sc2::load_tokenizer(options.model)),
         engine_(lm_, tokenizer_,
                 {.max_batch_tokens = options.batch_tokens, .max_running = options.max_running, .kv_pages = options.kv_pages}) {
@@ -680,6 +688,10 @@ int main(int argc, char** argv) {
   app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer KEY' (all endpoints but /health)");
   app.add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads for the model (0: one per core)")->capture_default_str();
+  app.add_option("--weight-dtype", o.weight_type,
+                 "keep the weight matrices as f32, bf16 or f16, or quantize them at load to q8_0, q4_0, q4_k, q5_k or "
+                 "q6_k (CPU); stored: as the checkpoint has them")
+      ->capture_default_str();
   app.add_option("--max-running", o.max_running, "requests decoded together")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_option("--max-queue", o.max_queue, "requests waiting beyond those; more get 503")->capture_default_str()->check(CLI::Range(0, 1 << 16));
   app.add_option("--batch-tokens", o.batch_tokens, "rows of one engine step")->capture_default_str()->check(CLI::Range(1, 1 << 16));

@@ -11,11 +11,29 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <random>
+#include <string>
 
 namespace {
 
 using LM = sc2::Starcoder2ForCausalLM;
+using sc2::quant::Format;
+
+// A fixture model, its matrices quantized at load to `quant` where their rows are whole blocks.
+struct Model {
+  Model(const char* fixture, std::optional<Format> blocks = std::nullopt) : name(fixture), quant(blocks) {}
+  const char* name;
+  std::optional<Format> quant;
+  std::string describe() const { return std::string(name) + (quant ? " in " + std::string(sc2::quant::format_name(*quant)) : ""); }
+  LM load(sc2::CpuContext& ctx) const {
+    sc2::LoadOptions options;
+    options.weight_quant = quant;
+    LM lm = LM::load(ctx, sc2::test::fixture("models/" + std::string(name)), options);
+    REQUIRE(lm.backbone().weights().layers.front().self_attn.o_proj.weight.blocks == quant);  // blocks where asked
+    return lm;
+  }
+};
 
 std::vector<std::int32_t> random_ids(std::size_t n, std::int64_t vocab, std::mt19937& rng) {
   std::vector<std::int32_t> ids(n);
@@ -139,13 +157,16 @@ std::vector<Record> run_together(const LM& lm, sc2::CpuContext& ctx, const std::
 }  // namespace
 
 TEST_CASE("each sequence of a ragged batch gets exactly the logits it gets alone", "[batch][invariance]") {
-  for (const char* name : {"gqa1_tied_window8_f32", "gqa2_untied_nobias_nowindow_f32", "gqa4_headdim128_window16_bf16",
-                           "sharded_window12_f32"}) {
+  for (const Model& model : {Model{"gqa1_tied_window8_f32"}, Model{"gqa2_untied_nobias_nowindow_f32"},
+                             Model{"gqa4_headdim128_window16_bf16"}, Model{"sharded_window12_f32"},
+                             Model{"gqa1_tied_window8_f32", Format::q8_0}, Model{"gqa2_untied_nobias_nowindow_f32", Format::q4_0},
+                             Model{"gqa4_headdim128_window16_bf16", Format::q4_k},
+                             Model{"gqa4_headdim128_window16_bf16", Format::q6_k}}) {
     for (const sc2::cpu::Isa isa : sc2::test::all_supported_isas()) {
-      DYNAMIC_SECTION(name << " on " << sc2::cpu::isa_name(isa)) {
+      DYNAMIC_SECTION(model.describe() << " on " << sc2::cpu::isa_name(isa)) {
         sc2::CpuContext ctx(2);
         ctx.set_isa(isa);
-        const LM lm = LM::load(ctx, sc2::test::fixture("models/" + std::string(name)));
+        const LM lm = model.load(ctx);
         std::mt19937 rng(42);
         const std::int64_t V = lm.vocab_size();
         // Prompts shorter and longer than the windows (8, 12, 16), one joining late,
@@ -180,13 +201,14 @@ TEST_CASE("each sequence of a ragged batch gets exactly the logits it gets alone
 }
 
 TEST_CASE("a prompt run whole, in chunks of any size or token by token gives the same bits", "[batch][invariance]") {
-  for (const char* name : {"gqa1_tied_window8_f32", "gqa4_headdim128_window16_bf16", "gqa8_partial_rotary_window8_f16",
-                           "sharded_window12_f32"}) {
+  for (const Model& model : {Model{"gqa1_tied_window8_f32"}, Model{"gqa4_headdim128_window16_bf16"},
+                             Model{"gqa8_partial_rotary_window8_f16"}, Model{"sharded_window12_f32"},
+                             Model{"gqa1_tied_window8_f32", Format::q8_0}, Model{"gqa4_headdim128_window16_bf16", Format::q5_k}}) {
     for (const sc2::cpu::Isa isa : sc2::test::all_supported_isas()) {
-      DYNAMIC_SECTION(name << " on " << sc2::cpu::isa_name(isa)) {
+      DYNAMIC_SECTION(model.describe() << " on " << sc2::cpu::isa_name(isa)) {
         sc2::CpuContext ctx(2);
         ctx.set_isa(isa);
-        const LM lm = LM::load(ctx, sc2::test::fixture("models/" + std::string(name)));
+        const LM lm = model.load(ctx);
         std::mt19937 rng(7);
         const auto ids = random_ids(45, lm.vocab_size(), rng);
         const auto whole = alone(lm, ctx, ids, 512);

@@ -5,14 +5,18 @@
 
 #include <sc2/sc2.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace {
 
-// Every row's logits of `ids` through a model loaded from `path`.
-std::vector<float> all_logits(const std::filesystem::path& path, const std::vector<std::int32_t>& ids) {
-  const auto lm = sc2::Starcoder2ForCausalLM::load(path);
+// Every row's logits of `ids` through a model loaded from `path`, on `isa`.
+std::vector<float> all_logits(const std::filesystem::path& path, const std::vector<std::int32_t>& ids,
+                              sc2::cpu::Isa isa = sc2::cpu::default_isa()) {
   sc2::CpuContext ctx(2);
+  ctx.set_isa(isa);
+  const auto lm = sc2::Starcoder2ForCausalLM::load(ctx, path);
   auto cache = lm.make_cache();
   std::vector<float> out(ids.size() * static_cast<std::size_t>(lm.vocab_size()));
   lm.forward_all(ctx, ids, cache, sc2::Matrix<float, sc2::Host>(out.data(), {static_cast<std::int64_t>(ids.size()), lm.vocab_size()}));
@@ -72,12 +76,36 @@ TEST_CASE("a StarCoder2 GGUF model computes the logits of the same weights in sa
       {"gguf/starcoder2-untied-nobias-Q4_0.gguf", "gguf/starcoder2-untied-nobias-Q4_0.dequantized",
        "models/gqa2_untied_nobias_nowindow_f32"},
   };
+  // Every float path: blocks are decoded into exactly the floats of the twin's weights, and
+  // multiplied in the same order (the opt-in integer path is checked below).
   for (const Case& c : cases) {
-    DYNAMIC_SECTION(c.gguf) {
-      const auto ids = prompt(c.fixture);
-      const auto got = all_logits(sc2::test::fixture(c.gguf), ids);
-      const auto want = all_logits(sc2::test::fixture(c.twin), ids);
-      CHECK(sc2::test::max_abs_diff(got.data(), want.data(), got.size()) == 0.0);
+    for (const sc2::cpu::Isa isa : sc2::test::all_supported_isas()) {
+      if (isa == sc2::cpu::Isa::avx512_vnni) continue;
+      DYNAMIC_SECTION(c.gguf << " on " << sc2::cpu::isa_name(isa)) {
+        const auto ids = prompt(c.fixture);
+        const auto got = all_logits(sc2::test::fixture(c.gguf), ids, isa);
+        const auto want = all_logits(sc2::test::fixture(c.twin), ids, isa);
+        CHECK(sc2::test::max_abs_diff(got.data(), want.data(), got.size()) == 0.0);
+      }
+    }
+  }
+}
+
+TEST_CASE("the opt-in integer path stays near the float logits of a GGUF model", "[gguf][models]") {
+  if (!sc2::cpu::isa_supported(sc2::cpu::Isa::avx512_vnni))
+    SC2_SKIP_TEST("this processor has no AVX-512 VNNI: the path runs only under emulation (sc2-avx512-emulated-tests)");
+  // Int8 activations (per 32, as llama.cpp) move the logits by a small fraction of their scale.
+  for (const char* gguf : {"gguf/starcoder2-tied-window8-Q8_0.gguf", "gguf/starcoder2-untied-nobias-Q4_0.gguf"}) {
+    DYNAMIC_SECTION(gguf) {
+      const auto ids = prompt("models/gqa1_tied_window8_f32");
+      const auto exact = all_logits(sc2::test::fixture(gguf), ids);
+      const auto integer = all_logits(sc2::test::fixture(gguf), ids, sc2::cpu::Isa::avx512_vnni);
+      double scale = 0.0;
+      for (const float v : exact) scale = std::max(scale, std::abs(static_cast<double>(v)));
+      const double diff = sc2::test::max_abs_diff(integer.data(), exact.data(), exact.size());
+      INFO("max |diff| " << diff << " of max |logit| " << scale);
+      CHECK(diff > 0.0);  // the activations are rounded: not the float path's bits
+      CHECK(diff < 0.02 * scale);
     }
   }
 }

@@ -30,13 +30,13 @@ Weights random_weights(sc2::DType dtype, std::int64_t rows, std::int64_t cols, s
   Weights w;
   w.full = random_floats(static_cast<std::size_t>(rows * cols), rng, 0.5f);
   if (dtype == sc2::DType::f32) {
-    w.matrix = {dtype, sc2::WeightLayout::row_major, w.full.data(), rows, cols};
+    w.matrix = {dtype, sc2::WeightLayout::row_major, w.full.data(), rows, cols, std::nullopt};
     return w;
   }
   w.half.resize(w.full.size());
   for (std::size_t i = 0; i < w.full.size(); ++i)
     w.half[i] = dtype == sc2::DType::bf16 ? sc2::bf16::round(w.full[i]).bits : sc2::f16::round(w.full[i]).bits;
-  w.matrix = {dtype, sc2::WeightLayout::row_major, w.half.data(), rows, cols};
+  w.matrix = {dtype, sc2::WeightLayout::row_major, w.half.data(), rows, cols, std::nullopt};
   return w;
 }
 
@@ -141,7 +141,7 @@ TEST_CASE("the AMX linear kernels match the reference, split exactly and rounded
 TEST_CASE("linear rejects mismatched shapes", "[ops][linear]") {
   sc2::CpuContext ctx(1);
   std::vector<float> x(6), w(6), out(4);
-  sc2::WeightMatrix m{sc2::DType::f32, sc2::WeightLayout::row_major, w.data(), 2, 3};
+  sc2::WeightMatrix m{sc2::DType::f32, sc2::WeightLayout::row_major, w.data(), 2, 3, std::nullopt};
   const auto packed = sc2::cpu::pack_weight(ctx, m, sc2::DType::f32);
   CHECK_THROWS_WITH(sc2::ops::linear(ctx, sc2::MatrixView(out.data(), {2, 2}), sc2::ConstMatrixView(x.data(), {3, 2}),
                                      packed.view),
@@ -285,7 +285,7 @@ TEST_CASE("rope frequencies round theta to float as transformers does", "[ops][r
 TEST_CASE("embedding rejects ids outside the vocabulary", "[ops]") {
   sc2::CpuContext ctx(1);
   std::vector<float> table(20), out(8);
-  sc2::WeightMatrix m{sc2::DType::f32, sc2::WeightLayout::row_major, table.data(), 5, 4};
+  sc2::WeightMatrix m{sc2::DType::f32, sc2::WeightLayout::row_major, table.data(), 5, 4, std::nullopt};
   const std::vector<std::int32_t> ids{1, 5};
   CHECK_THROWS_WITH(sc2::ops::embedding(ctx, sc2::MatrixView(out.data(), {2, 4}), m, std::span<const std::int32_t>(ids)),
                     Catch::Contains("token id 5 at position 1 is outside the vocabulary [0, 5)"));

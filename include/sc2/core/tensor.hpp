@@ -13,16 +13,19 @@
 ///   V vocab, W window.
 ///
 /// `WeightView<Space>` is the type-erased (rows, cols) matrix of weights of a
-/// linear layer or an embedding: f32, bf16 or f16, in the layout its backend
-/// keeps it in (row-major as checkpoints store it, or the CPU kernels' panels).
+/// linear layer or an embedding: f32, bf16 or f16, or GGML blocks (Q8_0, Q4_K,
+/// ...), in the layout its backend keeps it in (row-major as checkpoints store
+/// it, or the CPU kernels' panels).
 
 #include <sc2/core/dtype.hpp>
 #include <sc2/core/error.hpp>
 #include <sc2/core/memory.hpp>
+#include <sc2/quant/panels.hpp>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <type_traits>
 
@@ -187,14 +190,17 @@ inline constexpr std::int64_t kPanelRows = 16;
 
 /// A read-only (rows, cols) weight matrix in its dtype and layout, in memory
 /// space `Space`: (out_features, in_features) of a linear layer, or
-/// (vocabulary, hidden) of an embedding.
+/// (vocabulary, hidden) of an embedding. With `blocks` set, `data` holds GGML
+/// blocks of that format along each row instead of `dtype` elements: row-major
+/// as a GGUF tensor stores them, or in panels of 16 rows' blocks (panels.hpp).
 template <class Space = Host>
 struct WeightView {
-  DType dtype = DType::f32;                       ///< element type of `data`
+  DType dtype = DType::f32;                       ///< element type of `data` (without `blocks`)
   WeightLayout layout = WeightLayout::row_major;  ///< where element (r, c) lives
   const void* data = nullptr;                     ///< first element
   std::int64_t rows = 0;                          ///< out_features (or vocabulary size for embeddings)
   std::int64_t cols = 0;                          ///< in_features (or hidden size for embeddings)
+  std::optional<quant::Format> blocks;            ///< the block format, when the weights are quantized
 
   /// Rows as stored: `rows`, or rounded up to whole panels.
   std::int64_t stored_rows() const noexcept {
@@ -202,23 +208,73 @@ struct WeightView {
   }
   /// Elements as stored, padding included.
   std::int64_t stored_elements() const noexcept { return stored_rows() * cols; }
+  /// Bytes of one stored row: its elements, or its blocks.
+  std::size_t row_bytes() const noexcept {
+    return blocks ? quant::row_bytes(*blocks, cols) : static_cast<std::size_t>(cols) * dtype_size(dtype);
+  }
   /// Size in bytes, padding included.
-  std::size_t bytes() const noexcept { return static_cast<std::size_t>(stored_elements()) * dtype_size(dtype); }
-  /// Index of element (r, c) in `data`, in elements.
+  std::size_t bytes() const noexcept { return static_cast<std::size_t>(stored_rows()) * row_bytes(); }
+  /// Index of element (r, c) in `data`, in elements (not for blocks).
   std::int64_t index(std::int64_t r, std::int64_t c) const noexcept {
-    SC2_ASSERT(r >= 0 && r < rows && c >= 0 && c < cols);
+    SC2_ASSERT(r >= 0 && r < rows && c >= 0 && c < cols && !blocks);
     if (layout == WeightLayout::row_major) return r * cols + c;
     return (r / kPanelRows) * cols * kPanelRows + c * kPanelRows + r % kPanelRows;
   }
   /// Row `r` of a row-major matrix as a typed pointer; `E` must match `dtype`.
   template <class E> const E* row(std::int64_t r) const noexcept {
-    SC2_ASSERT(dtype_v<E> == dtype && layout == WeightLayout::row_major && r >= 0 && r < rows);
+    SC2_ASSERT(dtype_v<E> == dtype && layout == WeightLayout::row_major && r >= 0 && r < rows && !blocks);
     return static_cast<const E*>(data) + r * cols;
+  }
+  /// Row `r` widened to float into `out` (cols floats; host memory only): a
+  /// block format's rows as `quant::dequantize` gives them.
+  void row_to_float(std::int64_t r, float* out) const noexcept
+    requires HostSpace<Space>
+  {
+    SC2_ASSERT(r >= 0 && r < rows);
+    if (!blocks) {
+      if (layout == WeightLayout::row_major) {
+        const auto widen = [&](const auto* row) { for (std::int64_t c = 0; c < cols; ++c) out[c] = to_float(row[c]); };
+        switch (dtype) {
+          case DType::f32: widen(static_cast<const float*>(data) + r * cols); break;
+          case DType::bf16: widen(static_cast<const bf16*>(data) + r * cols); break;
+          case DType::f16: widen(static_cast<const f16*>(data) + r * cols); break;
+        }
+        return;
+      }
+      for (std::int64_t c = 0; c < cols; ++c) out[c] = at(r, c);
+      return;
+    }
+    const auto* base = static_cast<const std::byte*>(data);
+    if (layout == WeightLayout::row_major) {
+      quant::dequantize(*blocks, base + static_cast<std::size_t>(r) * row_bytes(), out, cols);
+      return;
+    }
+    const std::int64_t B = quant::block_elements(*blocks);
+    const std::byte* panel = base + static_cast<std::size_t>(r / kPanelRows) * kPanelRows * row_bytes();
+    for (std::int64_t b = 0; b < cols / B; ++b)
+      quant::dequantize_panel_lane(*blocks, panel + static_cast<std::size_t>(b) * quant::panel_block_bytes(*blocks),
+                                   static_cast<int>(r % kPanelRows), out + b * B);
   }
   /// Element (r, c) widened to float (host memory only).
   float at(std::int64_t r, std::int64_t c) const noexcept
     requires HostSpace<Space>
   {
+    if (blocks) {
+      // The element's block, dequantized.
+      const std::int64_t B = quant::block_elements(*blocks);
+      float block[quant::kSuperBlock];
+      const auto* base = static_cast<const std::byte*>(data);
+      const std::size_t b = static_cast<std::size_t>(c / B);
+      if (layout == WeightLayout::row_major) {
+        quant::dequantize(*blocks, base + static_cast<std::size_t>(r) * row_bytes() + b * quant::block_bytes(*blocks),
+                          block, B);
+      } else {
+        const std::byte* panel = base + static_cast<std::size_t>(r / kPanelRows) * kPanelRows * row_bytes();
+        quant::dequantize_panel_lane(*blocks, panel + b * quant::panel_block_bytes(*blocks),
+                                     static_cast<int>(r % kPanelRows), block);
+      }
+      return block[c % B];
+    }
     const std::int64_t i = index(r, c);
     switch (dtype) {
       case DType::f32: return static_cast<const float*>(data)[i];

@@ -45,7 +45,7 @@ public:
   static CausalLM load(Context& ctx, const std::filesystem::path& dir, const LoadOptions& options = {}) {
     const Checkpoint checkpoint = Checkpoint::open(dir, Backbone::config_schema);
     auto store = std::make_shared<WeightStore<Space>>();
-    typename Backbone::Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype);
+    typename Backbone::Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype, options.weight_quant);
     if (options.progress) loader.on_progress(options.progress);
     Backbone backbone(checkpoint.config, loader, store, checkpoint.config_path());
     const ModelConfig& cfg = checkpoint.config;

@@ -153,7 +153,7 @@ std::pair<Backbone, LinearWeights<typename Backbone::Space>> load_classifier(typ
                                                                               std::string_view kind) {
   const Checkpoint checkpoint = Checkpoint::open(dir, Backbone::config_schema);
   auto store = std::make_shared<WeightStore<typename Backbone::Space>>();
-  typename Backbone::Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype);
+  typename Backbone::Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype, options.weight_quant);
   if (options.progress) loader.on_progress(options.progress);
   Backbone backbone(checkpoint.config, loader, store, checkpoint.config_path());
   auto score = loader.linear("score", checkpoint.config.num_labels, checkpoint.config.hidden_size, bias);

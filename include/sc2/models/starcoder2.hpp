@@ -73,11 +73,29 @@ struct LoadOptions {
   /// Keep every weight matrix in this dtype; none keeps the stored dtype (the
   /// CPU backend; a GPU backend picks its own).
   std::optional<DType> weight_dtype;
+  /// Quantize every weight matrix to this GGML block format at load (ggml's
+  /// reference quantizer; a GGUF file's blocks of that format are kept as
+  /// they are, others requantized). Matrices whose rows are not whole blocks
+  /// keep their stored type. Backends that compute on blocks only (the CPU).
+  std::optional<quant::Format> weight_quant;
   /// The most tokens one forward call of a `KvCache` runs; longer inputs are split into chunks.
   std::int64_t max_chunk_tokens = 512;
   /// Called with (bytes read, bytes in all) of the checkpoint as tensors are taken.
   std::function<void(std::size_t, std::size_t)> progress;
 };
+
+/// Sets how `options` keeps the weight matrices from a name: "f32", "bf16" or
+/// "f16" (`weight_dtype`), a GGML block format "q8_0", "q4_0", "q4_k", "q5_k"
+/// or "q6_k" (`weight_quant`), or "stored" (neither). The `--weight-dtype` of
+/// the examples.
+inline void set_weight_type(LoadOptions& options, std::string_view name) {
+  options.weight_dtype.reset(), options.weight_quant.reset();
+  if (name == "stored") return;
+  if (name == "f32") options.weight_dtype = DType::f32;
+  else if (name == "bf16") options.weight_dtype = DType::bf16;
+  else if (name == "f16") options.weight_dtype = DType::f16;
+  else options.weight_quant = quant::parse_format(name);
+}
 
 /// Receives named intermediate tensors of one chunk: name, absolute position
 /// of its row 0, value (T, ·). Host backends only.
@@ -137,7 +155,7 @@ public:
   static Starcoder2 load(Context& ctx, const std::filesystem::path& dir, const LoadOptions& options = {}) {
     const Checkpoint checkpoint = Checkpoint::open(dir, Config::config_schema);
     auto store = std::make_shared<WeightStore<Space>>();
-    Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype);
+    Loader loader(ctx, checkpoint.tensors, *store, options.weight_dtype, options.weight_quant);
     if (options.progress) loader.on_progress(options.progress);
     Starcoder2 model(checkpoint.config, loader, store, checkpoint.config_path());
     check_all_used(

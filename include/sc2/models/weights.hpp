@@ -15,8 +15,14 @@
 /// Matrices keep their stored dtype (f32, bf16, f16) unless a dtype is asked
 /// for or the backend names the one it keeps (`Backend::weight_dtype(stored)`:
 /// the CUDA backend's bf16); vectors (biases, norms) are float. A matrix in a
-/// GGML block format (from a GGUF file) is dequantized row by row, exactly as
-/// `gguf.quants.dequantize` does, and kept as f32 unless a dtype is asked for.
+/// GGML block format (from a GGUF file) stays in its blocks on a backend that
+/// computes on them (the CPU: `upload_matrix(ctx, host, quant::Format)`);
+/// elsewhere, or when a dtype is asked for, it is dequantized row by row,
+/// exactly as `gguf.quants.dequantize` does (f32 unless a dtype is asked for).
+/// A block format asked for (`LoadOptions::weight_quant`) quantizes float
+/// matrices at load with ggml's reference quantizer, and requantizes blocks of
+/// another format; a matrix whose rows are not whole blocks of it keeps its
+/// stored type (as llama-quantize falls back for such rows).
 
 #include <sc2/core/buffer.hpp>
 #include <sc2/core/context.hpp>
@@ -88,11 +94,22 @@ public:
   using Context = typename Backend::Context;  ///< the execution context uploads run on
   using Space = typename Backend::Space;      ///< where the weights go
 
+  /// True when `Backend` keeps matrices in GGML blocks and computes on them.
+  static constexpr bool keeps_blocks = requires(Context& c, const WeightView<Host>& m) {
+    upload_matrix(c, m, quant::Format::q8_0);
+  };
+
   /// A loader over the mapped `tensors` into `store`; `matrix_dtype` (if set)
-  /// converts every matrix to that dtype.
+  /// converts every matrix to that dtype, `matrix_blocks` (if set) quantizes
+  /// every matrix to that GGML format.
   WeightLoader(Context& ctx, const TensorIndex& tensors, WeightStore<Space>& store,
-               std::optional<DType> matrix_dtype = std::nullopt)
-      : ctx_(ctx), tensors_(tensors), store_(store), matrix_dtype_(matrix_dtype) {}
+               std::optional<DType> matrix_dtype = std::nullopt,
+               std::optional<quant::Format> matrix_blocks = std::nullopt)
+      : ctx_(ctx), tensors_(tensors), store_(store), matrix_dtype_(matrix_dtype), matrix_blocks_(matrix_blocks) {
+    SC2_CHECK(!(matrix_dtype && matrix_blocks), "weights: ask for a dtype or a block format, not both");
+    SC2_CHECK(!matrix_blocks || keeps_blocks, "weights: this backend does not compute on GGML blocks ({} asked for)",
+              matrix_blocks ? quant::format_name(*matrix_blocks) : "");
+  }
 
   /// Calls `progress(bytes_read, bytes_total)` of the checkpoint after each tensor.
   void on_progress(std::function<void(std::size_t, std::size_t)> progress) { progress_ = std::move(progress); }
@@ -105,17 +122,36 @@ public:
   /// The (rows, cols) matrix `name`, in the backend's layout and memory.
   WeightView<Space> matrix(const std::string& name, std::int64_t rows, std::int64_t cols) {
     const TensorInfo& t = get(name, {rows, cols}, /*blocks=*/true);
+    if constexpr (keeps_blocks) {
+      // Kept in blocks: those of the file, or those asked for where the rows are whole blocks of them.
+      const std::optional<quant::Format> keep =
+          matrix_dtype_ ? std::nullopt
+          : matrix_blocks_ && cols % quant::block_elements(*matrix_blocks_) == 0 ? matrix_blocks_
+                                                                                : t.quant;
+      if (keep) {
+        WeightMatrix host{t.dtype.value_or(DType::f32), WeightLayout::row_major, t.bytes.data(), rows, cols, t.quant};
+        Buffer<std::byte> aligned;  // elements not aligned to their size are copied first
+        if (!t.quant && reinterpret_cast<std::uintptr_t>(t.bytes.data()) % dtype_size(*t.dtype) != 0) {
+          aligned = Buffer<std::byte>(t.bytes.size());
+          std::memcpy(aligned.data(), t.bytes.data(), t.bytes.size());
+          host.data = aligned.data();
+        }
+        const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, *keep));
+        release_mapped_pages(t.bytes);
+        return view;
+      }
+    }
     if (t.quant) {
       // Rows of blocks, dequantized into one float matrix the backend takes as f32.
       Buffer<float> widened(static_cast<std::size_t>(rows * cols));
       tensor_to_float(t, widened.span());
-      const WeightMatrix host{DType::f32, WeightLayout::row_major, widened.data(), rows, cols};
+      const WeightMatrix host{DType::f32, WeightLayout::row_major, widened.data(), rows, cols, std::nullopt};
       const WeightView<Space> view = store_.keep(upload_matrix(ctx_, host, matrix_dtype_.value_or(kept_dtype(DType::f32))));
       release_mapped_pages(t.bytes);
       return view;
     }
     const DType stored = *t.dtype;
-    WeightMatrix host{stored, WeightLayout::row_major, t.bytes.data(), rows, cols};
+    WeightMatrix host{stored, WeightLayout::row_major, t.bytes.data(), rows, cols, std::nullopt};
     // A tensor not aligned to its element size is copied to aligned memory first.
     Buffer<std::byte> aligned;
     if (reinterpret_cast<std::uintptr_t>(t.bytes.data()) % dtype_size(stored) != 0) {
@@ -185,6 +221,7 @@ private:
   const TensorIndex& tensors_;
   WeightStore<Space>& store_;
   std::optional<DType> matrix_dtype_;
+  std::optional<quant::Format> matrix_blocks_;
   std::set<std::string> used_;
   std::size_t read_ = 0;
   std::function<void(std::size_t, std::size_t)> progress_;

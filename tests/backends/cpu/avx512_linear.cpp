@@ -51,6 +51,7 @@ inline float reduce_add_ps(simde__m512 a) {
 #define SC2_TARGET_AVX2
 #define SC2_TARGET_AVX512
 #define SC2_TARGET_AVX512_BF16
+#define SC2_TARGET_AVX512_VNNI
 #define SC2_HAVE_AMX 0  // tile instructions have no emulation
 
 #include "linear_check.hpp"
@@ -62,4 +63,14 @@ TEST_CASE("the AVX-512 linear kernels match the reference under emulation", "[op
 TEST_CASE("the AVX-512 BF16 prefill kernel matches the reference on bf16 activations under emulation",
           "[ops][linear][avx512]") {
   sc2::test::check_linear_panel_range(sc2::cpu::Isa::avx512_bf16);
+}
+
+TEST_CASE("the AVX-512 kernels on GGML blocks give the dequantized weights' bits under emulation",
+          "[quant][linear][avx512]") {
+  sc2::test::check_block_linear_panel_range(sc2::cpu::Isa::avx2);
+  sc2::test::check_block_linear_panel_range(sc2::cpu::Isa::avx512);
+}
+
+TEST_CASE("the AVX-512 VNNI integer kernels match their int8 reference under emulation", "[quant][linear][avx512]") {
+  sc2::test::check_block_linear_panel_range(sc2::cpu::Isa::avx512_vnni);
 }

@@ -49,8 +49,8 @@ TEST_CASE("CUDA linear matches the reference in f32 and bf16, with and without b
           const auto bias = random_floats(static_cast<std::size_t>(N), rng);
           const auto w_bits = bf16_bits(w);
           const sc2::WeightMatrix host_w = dtype == sc2::DType::f32
-                                               ? sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, w.data(), N, K}
-                                               : sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, w_bits.data(), N, K};
+                                               ? sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, w.data(), N, K, std::nullopt}
+                                               : sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, w_bits.data(), N, K, std::nullopt};
           // The reference sees what the GPU multiplies: bf16 weights and bf16-rounded inputs.
           const auto ref_in = dtype == sc2::DType::f32 ? in : sc2::test::bf16_rounded(in);
           std::vector<float> want(static_cast<std::size_t>(T * N));
@@ -85,8 +85,8 @@ TEST_CASE("CUDA embedding, layer norm, gelu, rope, add and gather match their re
       const auto ids_d = sc2::test::to_device(ctx, ids);
       for (const auto dtype : {sc2::DType::f32, sc2::DType::bf16}) {
         const sc2::WeightMatrix host_t = dtype == sc2::DType::f32
-                                             ? sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, table.data(), V, D}
-                                             : sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, table_bits.data(), V, D};
+                                             ? sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, table.data(), V, D, std::nullopt}
+                                             : sc2::WeightMatrix{dtype, sc2::WeightLayout::row_major, table_bits.data(), V, D, std::nullopt};
         std::vector<float> want(static_cast<std::size_t>(T * D));
         sc2::ops::reference::embedding(sc2::MatrixView(want.data(), {T, D}), host_t, ids);
         const auto t_d = upload_matrix(ctx, host_t, dtype);

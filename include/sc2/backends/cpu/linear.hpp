@@ -1,7 +1,8 @@
 #pragma once
 /// \file
-/// CPU linear layer: out (T, N) = in (T, K) · Wᵀ (+ bias), W in f32, bf16 or f16,
-/// and the packing of W into the layout its kernels read.
+/// CPU linear layer: out (T, N) = in (T, K) · Wᵀ (+ bias), W in f32, bf16 or f16
+/// or in GGML blocks (detail/quant.hpp), and the packing of W into the layout
+/// its kernels read.
 ///
 /// W is packed once, when the model is loaded, into panels of 16 rows, each
 /// stored column by column (`WeightLayout::panels16`): one step k of a panel
@@ -46,6 +47,8 @@
 
 #include <sc2/backends/cpu/context.hpp>
 #include <sc2/backends/cpu/detail/amx.hpp>
+#include <sc2/backends/cpu/detail/panel_tiles.hpp>
+#include <sc2/backends/cpu/detail/quant.hpp>
 #include <sc2/backends/cpu/detail/simd.hpp>
 #include <sc2/core/buffer.hpp>
 #include <sc2/core/tensor.hpp>
@@ -62,205 +65,6 @@
 
 namespace sc2::cpu {
 namespace detail {
-
-inline constexpr int kPanelTokens = 6;          ///< MT: 12 accumulators + 2 weights + 1 broadcast on AVX2
-inline constexpr std::int64_t kPackK = 256;     ///< K block: every path adds its sum into out per block
-inline constexpr std::int64_t kPackRows = 128;  ///< rows per widened block: 256 × 128 floats, 128 KiB
-/// Up to this many tokens (decode, or decode rows of a few sequences) the tiles
-/// read W straight from memory, each panel streamed once over all K; more
-/// tokens (prefill) widen each block once and share it. With 8 decode rows the
-/// blocked order read each 256-step piece of a panel 98 KB from the last, and
-/// a step of the 3B shape took 3× what the streamed order takes.
-inline constexpr int kDirectTokens = 24;
-/// Decode tiles ask for the panel data this many bytes ahead of what they read
-/// (the panels of a thread are contiguous, so this runs into the next ones).
-inline constexpr std::int64_t kPrefetchBytes = 1024;
-
-/// The widening of one panel step: 16 weights of type E as floats.
-template <class E> inline float widen(E w) noexcept { return to_float(w); }
-
-/// Scalar micro-kernel: out[t, j] += Σ_k x[t, k] · panel[k, j] for MT tokens ×
-/// 16 rows of one panel (its steps 16 elements apart); `cols` (<= 16) are stored.
-/// Each step is an explicit fused multiply-add, so the compiler cannot round
-/// one tile size's products differently from another's.
-template <class E, int MT>
-void panel_tile_scalar(const float* x, std::int64_t x_stride, const E* panel, std::int64_t /*panel_stride*/,
-                       std::int64_t kc, float* out, std::int64_t out_stride, int cols) noexcept {
-  float acc[MT][kPanelRows] = {};
-  for (std::int64_t k = 0; k < kc; ++k) {
-    float w[kPanelRows];
-    for (int j = 0; j < kPanelRows; ++j) w[j] = widen(panel[k * kPanelRows + j]);
-    for (int t = 0; t < MT; ++t) {
-      const float xv = x[t * x_stride + k];
-      for (int j = 0; j < kPanelRows; ++j) acc[t][j] = std::fma(xv, w[j], acc[t][j]);
-    }
-  }
-  for (int t = 0; t < MT; ++t)
-    for (int j = 0; j < cols; ++j) out[t * out_stride + j] += acc[t][j];
-}
-
-#if SC2_HAVE_X86_SIMD
-/// Asks for the cache line at `p`.
-SC2_TARGET_AVX2 inline void prefetch_line(const void* p) noexcept {
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-}
-
-/// AVX2 micro-kernel: out[t, j] += Σ_k x[t, k] · panel[k, j] for MT tokens × the
-/// 16 rows of one panel, in 2 × MT vector accumulators. Each step loads the
-/// 16 weights of step k (widening bf16/f16) and broadcasts one x[t, k] per
-/// token. With `Ahead`, it asks for the panel data kPrefetchBytes ahead.
-template <class E, int MT, bool Ahead>
-SC2_TARGET_AVX2 void panel_tile_avx2(const float* x, std::int64_t x_stride, const E* panel,
-                                     std::int64_t /*panel_stride*/, std::int64_t kc, float* out,
-                                     std::int64_t out_stride, int cols) noexcept {
-  constexpr std::int64_t step_bytes = kPanelRows * static_cast<std::int64_t>(sizeof(E));
-  __m256 acc[MT][2];
-  SC2_UNROLL for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (std::int64_t k = 0; k < kc; ++k) {
-    if constexpr (Ahead)
-      if ((k * step_bytes) % 64 == 0)
-        prefetch_line(reinterpret_cast<const char*>(panel + k * kPanelRows) + kPrefetchBytes);
-    const __m256 w0 = load8(panel + k * kPanelRows), w1 = load8(panel + k * kPanelRows + 8);
-    SC2_UNROLL for (int t = 0; t < MT; ++t) {
-      const __m256 xv = _mm256_broadcast_ss(x + t * x_stride + k);
-      acc[t][0] = _mm256_fmadd_ps(xv, w0, acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(xv, w1, acc[t][1]);
-    }
-  }
-  SC2_UNROLL for (int t = 0; t < MT; ++t) {
-    float* o = out + t * out_stride;
-    if (cols == kPanelRows) {
-      _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[t][0]));
-      _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[t][1]));
-    } else {
-      alignas(32) float sums[kPanelRows];
-      _mm256_store_ps(sums, acc[t][0]);
-      _mm256_store_ps(sums + 8, acc[t][1]);
-      for (int j = 0; j < cols; ++j) o[j] += sums[j];
-    }
-  }
-}
-
-SC2_AVX512_BEGIN
-/// out[t, j] += acc[t][j / 16][j % 16] for MT tokens and the first `cols` of
-/// NP × 16 columns.
-template <int MT, int NP>
-SC2_TARGET_AVX512 inline void add_tile_avx512(const __m512 (&acc)[MT][NP], float* out, std::int64_t out_stride,
-                                              int cols) noexcept {
-  SC2_UNROLL for (int t = 0; t < MT; ++t) {
-    float* o = out + t * out_stride;
-    if (cols == NP * kPanelRows) {
-      SC2_UNROLL for (int p = 0; p < NP; ++p) {
-        float* op = o + p * kPanelRows;
-        _mm512_storeu_ps(op, _mm512_add_ps(_mm512_loadu_ps(op), acc[t][p]));
-      }
-    } else {
-      float sums[NP * kPanelRows];
-      SC2_UNROLL for (int p = 0; p < NP; ++p) _mm512_storeu_ps(sums + p * kPanelRows, acc[t][p]);
-      for (int j = 0; j < cols; ++j) o[j] += sums[j];
-    }
-  }
-}
-
-/// AVX-512 micro-kernel: the outer product over MT tokens × NP panels of 16
-/// rows (panel p starts `panel_stride` elements after panel p − 1), one
-/// 16-lane vector per panel step, so NP = 2 gives the 12 accumulators of the
-/// AVX2 kernel with twice the rows; `cols` (<= 16 · NP) of the results are stored.
-template <class E, int MT, int NP, bool Ahead>
-SC2_TARGET_AVX512 void panel_tile_avx512(const float* x, std::int64_t x_stride, const E* panel,
-                                         std::int64_t panel_stride, std::int64_t kc, float* out,
-                                         std::int64_t out_stride, int cols) noexcept {
-  constexpr std::int64_t step_bytes = kPanelRows * static_cast<std::int64_t>(sizeof(E));
-  __m512 acc[MT][NP];
-  SC2_UNROLL for (int t = 0; t < MT; ++t) SC2_UNROLL for (int p = 0; p < NP; ++p) acc[t][p] = _mm512_setzero_ps();
-  for (std::int64_t k = 0; k < kc; ++k) {
-    if constexpr (Ahead)
-      if ((k * step_bytes) % 64 == 0)
-        SC2_UNROLL for (int p = 0; p < NP; ++p)
-            prefetch_line(reinterpret_cast<const char*>(panel + p * panel_stride + k * kPanelRows) + kPrefetchBytes);
-    __m512 wv[NP];
-    SC2_UNROLL for (int p = 0; p < NP; ++p) wv[p] = load16(panel + p * panel_stride + k * kPanelRows);
-    SC2_UNROLL for (int t = 0; t < MT; ++t) {
-      const __m512 xv = _mm512_set1_ps(x[t * x_stride + k]);
-      SC2_UNROLL for (int p = 0; p < NP; ++p) acc[t][p] = _mm512_fmadd_ps(xv, wv[p], acc[t][p]);
-    }
-  }
-  add_tile_avx512<MT, NP>(acc, out, out_stride, cols);
-}
-SC2_AVX512_END
-#endif
-
-/// Signature of the panel micro-kernels: x (MT rows, x_stride apart, from
-/// step k0), the first panel at step k0, the distance between panels, kc
-/// steps, the output tile and how many of its columns are real.
-template <class E>
-using PanelTile = void (*)(const float*, std::int64_t, const E*, std::int64_t, std::int64_t, float*, std::int64_t,
-                           int) noexcept;
-
-/// Panels one register tile covers on `isa`: 2 on AVX-512, else 1.
-constexpr int tile_panels(Isa isa) noexcept { return uses_avx512(isa) ? 2 : 1; }
-
-/// Panels of one whole prefill register tile on AVX-512: 6 tokens × 4 panels
-/// load 4 weight vectors and broadcast 6 activations per k for 24 FMAs (0.42
-/// loads per FMA, against 0.67 for 6 × 2). Measured on the 3B shapes (2
-/// threads, one layer): 70–76% of the FMA peak against 63–70% for 6 × 2. Each
-/// output lane is the same chain of FMAs in k order, so the bits are those of
-/// the narrower tiles.
-inline constexpr int kPrefillPanels512 = 4;
-
-/// Most tokens of one register tile that streams W (decode rows): 12 on
-/// AVX-512 (24 of its 32 vector registers accumulate), 6 on AVX2 and the
-/// scalar path (12 of 16). Eight decode rows then widen each weight once,
-/// not in a tile of 6 and another of 2. Prefill keeps tiles of 6 over its
-/// widened blocks: with 12 it was slower (50 against 59 tokens/s, 3B shape).
-inline constexpr int kPanelTokens512 = 12;
-/// Most tokens of one register tile on `isa`.
-constexpr int tile_tokens(Isa isa) noexcept { return uses_avx512(isa) ? kPanelTokens512 : kPanelTokens; }
-
-/// The table of one kernel family's instantiations for MT = 1 .. sizeof...(I).
-template <class E, template <class, int> class Kernel, int... I>
-constexpr std::array<PanelTile<E>, sizeof...(I)> tile_table(std::integer_sequence<int, I...>) noexcept {
-  return {Kernel<E, I + 1>::get()...};
-}
-
-/// Names the kernels of each family as `Kernel<E, MT>::get()` for `tile_table`.
-template <class E, int MT> struct ScalarTile {
-  static constexpr PanelTile<E> get() noexcept { return panel_tile_scalar<E, MT>; }
-};
-#if SC2_HAVE_X86_SIMD
-template <bool Ahead> struct Avx2Tiles {
-  template <class E, int MT> struct At {
-    static constexpr PanelTile<E> get() noexcept { return panel_tile_avx2<E, MT, Ahead>; }
-  };
-};
-template <int NP, bool Ahead> struct Avx512Tiles {
-  template <class E, int MT> struct At {
-    static constexpr PanelTile<E> get() noexcept { return panel_tile_avx512<E, MT, NP, Ahead>; }
-  };
-};
-#endif
-
-/// The micro-kernel for `mt` tokens (1 <= mt <= tile_tokens(isa)) over
-/// `panels` panels (1, or 2 on AVX-512) on `isa`; `ahead` asks for the panel
-/// data ahead (decode).
-template <class E> PanelTile<E> panel_tile(Isa isa, int mt, int panels, bool ahead) noexcept {
-  static constexpr auto scalar = tile_table<E, ScalarTile>(std::make_integer_sequence<int, kPanelTokens>{});
-#if SC2_HAVE_X86_SIMD
-  using Six = std::make_integer_sequence<int, kPanelTokens>;
-  using Twelve = std::make_integer_sequence<int, kPanelTokens512>;
-  static constexpr std::array<std::array<PanelTile<E>, kPanelTokens>, 2> avx2 = {
-      tile_table<E, Avx2Tiles<false>::template At>(Six{}), tile_table<E, Avx2Tiles<true>::template At>(Six{})};
-  static constexpr std::array<std::array<std::array<PanelTile<E>, kPanelTokens512>, 2>, 2> avx512 = {
-      {{tile_table<E, Avx512Tiles<1, false>::template At>(Twelve{}),
-        tile_table<E, Avx512Tiles<2, false>::template At>(Twelve{})},
-       {tile_table<E, Avx512Tiles<1, true>::template At>(Twelve{}),
-        tile_table<E, Avx512Tiles<2, true>::template At>(Twelve{})}}};
-  if (uses_avx512(isa)) return avx512[ahead ? 1 : 0][static_cast<std::size_t>(panels - 1)][static_cast<std::size_t>(mt - 1)];
-  if (uses_avx2(isa)) return avx2[ahead ? 1 : 0][static_cast<std::size_t>(mt - 1)];
-#endif
-  (void)isa, (void)panels, (void)ahead;
-  return scalar[static_cast<std::size_t>(mt - 1)];
-}
 
 /// out[:, 16·p0 : 16·p1] += in · W[16·p0 : 16·p1, :]ᵀ for a few tokens
 /// (T <= kDirectTokens): each tile of panels streams its panels from memory,
@@ -307,28 +111,21 @@ template <class E> void widen_panel(Isa isa, const E* src, std::int64_t kc, floa
 }
 
 /// out[:, 16·p0 : 16·p1] += in · W[16·p0 : 16·p1, :]ᵀ for many tokens
-/// (prefill): K block by K block, each block of kPackRows rows is widened once
-/// into float panels in `pack` (f32 weights are read in place) and every token
-/// tile passes over it while it sits in L2.
-template <class E>
-void linear_panels_packed(Isa isa, MatrixView out, ConstMatrixView in, const E* w, std::int64_t N, std::int64_t p0,
-                          std::int64_t p1, float* pack) noexcept {
-  const std::int64_t T = in.extent(0), K = in.extent(1), panel_stride = K * kPanelRows;
+/// (prefill), K block by K block: `float_block(pb, pe, k0, kc)` gives panels
+/// [pb, pe) of the block's steps [k0, k0 + kc) as float panels (first panel,
+/// distance between panels), widened once, and every token tile passes over
+/// them while they sit in L2.
+template <class FloatBlock>
+void linear_panels_blocked(Isa isa, MatrixView out, ConstMatrixView in, std::int64_t N, std::int64_t p0,
+                           std::int64_t p1, FloatBlock&& float_block) noexcept {
+  const std::int64_t T = in.extent(0), K = in.extent(1);
   const int np = tile_panels(isa);
   constexpr std::int64_t block_panels = kPackRows / kPanelRows;
   for (std::int64_t k0 = 0; k0 < K; k0 += kPackK) {
     const std::int64_t kc = std::min(kPackK, K - k0);
     for (std::int64_t pb = p0; pb < p1; pb += block_panels) {
       const std::int64_t pe = std::min(p1, pb + block_panels);
-      const float* block;
-      std::int64_t stride;
-      if constexpr (std::is_same_v<E, float>) {
-        block = w + pb * panel_stride + k0 * kPanelRows, stride = panel_stride;
-      } else {
-        for (std::int64_t p = pb; p < pe; ++p)
-          widen_panel(isa, w + p * panel_stride + k0 * kPanelRows, kc, pack + (p - pb) * kc * kPanelRows);
-        block = pack, stride = kc * kPanelRows;
-      }
+      const auto [block, stride] = float_block(pb, pe, k0, kc);
       for (std::int64_t t0 = 0; t0 < T; t0 += kPanelTokens) {
         const int mt = static_cast<int>(std::min<std::int64_t>(kPanelTokens, T - t0));
         std::int64_t p = pb;
@@ -351,6 +148,34 @@ void linear_panels_packed(Isa isa, MatrixView out, ConstMatrixView in, const E* 
       }
     }
   }
+}
+
+/// out[:, 16·p0 : 16·p1] += in · W[16·p0 : 16·p1, :]ᵀ for many tokens
+/// (prefill): each block of kPackRows rows is widened once into float panels
+/// in `pack` (f32 weights are read in place).
+template <class E>
+void linear_panels_packed(Isa isa, MatrixView out, ConstMatrixView in, const E* w, std::int64_t N, std::int64_t p0,
+                          std::int64_t p1, float* pack) noexcept {
+  const std::int64_t panel_stride = in.extent(1) * kPanelRows;
+  linear_panels_blocked(isa, out, in, N, p0, p1, [&](std::int64_t pb, std::int64_t pe, std::int64_t k0, std::int64_t kc) {
+    if constexpr (std::is_same_v<E, float>) {
+      return std::pair<const float*, std::int64_t>(w + pb * panel_stride + k0 * kPanelRows, panel_stride);
+    } else {
+      for (std::int64_t p = pb; p < pe; ++p)
+        widen_panel(isa, w + p * panel_stride + k0 * kPanelRows, kc, pack + (p - pb) * kc * kPanelRows);
+      return std::pair<const float*, std::int64_t>(pack, kc * kPanelRows);
+    }
+  });
+}
+
+/// `linear_panels_packed` for W in GGML blocks: each block of kPackRows rows
+/// is decoded once into float panels in `pack`.
+inline void linear_blocks_packed(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix& w, std::int64_t p0,
+                                 std::int64_t p1, float* pack) noexcept {
+  linear_panels_blocked(isa, out, in, w.rows, p0, p1, [&](std::int64_t pb, std::int64_t pe, std::int64_t k0, std::int64_t kc) {
+    for (std::int64_t p = pb; p < pe; ++p) decode_panel_steps(isa, w, p, k0, kc, pack + (p - pb) * kc * kPanelRows);
+    return std::pair<const float*, std::int64_t>(pack, kc * kPanelRows);
+  });
 }
 
 /// The bf16 pair (a, b) as one 32-bit word, a in the low half (lane i of a
@@ -447,8 +272,20 @@ constexpr std::size_t bf16_pair_scratch(std::int64_t T) noexcept {
   return static_cast<std::size_t>(kPackRows * kPackK / 2 + T * kPackK / 2);
 }
 
+/// Bytes of scratch the integer path's AMX tiles take per thread (none where they are not compiled).
+inline constexpr std::size_t kVnniAmxScratch =
+#if SC2_HAVE_AMX
+    kAmxInt8Scratch;
+#else
+    0;
+#endif
+
 /// True when `isa` runs a `dtype` weight on AMX tiles.
 constexpr bool runs_on_amx(Isa isa, DType dtype) noexcept { return SC2_HAVE_AMX && uses_amx(isa) && dtype == DType::bf16; }
+/// True when `isa` runs `weight` on AMX tiles (bf16 elements, not blocks).
+constexpr bool runs_on_amx(Isa isa, const WeightMatrix& weight) noexcept {
+  return !weight.blocks && runs_on_amx(isa, weight.dtype);
+}
 
 /// Size in floats of the per-thread scratch `linear_panel_range` needs for T
 /// tokens of K of a `dtype` weight on `isa` (none when it reads W directly).
@@ -459,6 +296,13 @@ constexpr std::size_t linear_scratch(Isa isa, DType dtype, std::int64_t T, std::
   if (isa == Isa::avx512_bf16 && dtype == DType::bf16) return bf16_pair_scratch(T);
   if (T <= kDirectTokens || dtype == DType::f32) return 0;
   return static_cast<std::size_t>(kPackK * kPackRows);
+}
+/// `linear_scratch` for `weight`: blocks decode into the same float panels as bf16 and f16 widen into.
+/// On the integer path it holds the int8 activations, which `run_linear` makes once for all threads.
+constexpr std::size_t linear_scratch(Isa isa, const WeightMatrix& weight, std::int64_t T, std::int64_t K) noexcept {
+  if (weight.blocks && isa == Isa::avx512_vnni) return (ActivationBlocks::bytes(T, K) + kVnniAmxScratch) / sizeof(float) + 1;
+  if (weight.blocks) return T <= kDirectTokens ? 0 : static_cast<std::size_t>(kPackK * kPackRows);
+  return linear_scratch(isa, weight.dtype, T, K);
 }
 
 /// out[:, n0:n1] = bias[n0:n1] (zeros without a bias), before the products are added.
@@ -487,16 +331,16 @@ inline void amx_panel_range(MatrixView out, const SplitActivations& a, const Wei
 
 /// out[:, n0:n1] = in · W[n0:n1, :]ᵀ + bias[n0:n1] on `isa` for a panel-packed
 /// W, n0 a multiple of 16: one thread's share of `run_linear`. `scratch`
-/// holds `linear_scratch(isa, weight.dtype, T, K)` floats.
+/// holds `linear_scratch(isa, weight, T, K)` floats.
 inline void linear_panel_range(Isa isa, MatrixView out, ConstMatrixView in, const WeightMatrix& weight,
                                Vector<const float, Host> bias, std::int64_t n0, std::int64_t n1,
                                std::span<float> scratch) noexcept {
   if (n0 >= n1) return;
   SC2_ASSERT(weight.layout == WeightLayout::panels16 && n0 % kPanelRows == 0);
-  SC2_ASSERT(scratch.size() >= linear_scratch(isa, weight.dtype, in.extent(0), in.extent(1)));
+  SC2_ASSERT(scratch.size() >= linear_scratch(isa, weight, in.extent(0), in.extent(1)));
   const std::int64_t T = in.extent(0), N = weight.rows;
 #if SC2_HAVE_AMX
-  if (runs_on_amx(isa, weight.dtype)) {
+  if (runs_on_amx(isa, weight)) {
     const SplitActivations a = split_activations(isa, in, reinterpret_cast<bf16*>(scratch.data() + kAmxTileScratch));
     split_activation_rows(in, a, 0, split_rows(T));
     amx_panel_range(out, a, weight, bias, n0, n1, scratch.data());
@@ -505,6 +349,20 @@ inline void linear_panel_range(Isa isa, MatrixView out, ConstMatrixView in, cons
 #endif
   fill_bias(out, bias, n0, n1);
   const std::int64_t p0 = n0 / kPanelRows, p1 = (n1 + kPanelRows - 1) / kPanelRows;
+  if (weight.blocks) {
+#if SC2_HAVE_X86_SIMD
+    if (isa == Isa::avx512_vnni) {
+      auto* bytes = reinterpret_cast<std::byte*>(scratch.data());
+      const ActivationBlocks a = ActivationBlocks::at(bytes + kVnniAmxScratch, T, in.extent(1));
+      quantize_activations_avx512(in, a, 0, T);
+      linear_blocks_vnni(out, a, weight, p0, p1, kVnniAmxScratch ? bytes : nullptr);
+      return;
+    }
+#endif
+    if (T <= kDirectTokens) linear_blocks_direct(isa, out, in, weight, p0, p1);
+    else linear_blocks_packed(isa, out, in, weight, p0, p1, scratch.data());
+    return;
+  }
 #if SC2_HAVE_X86_SIMD
   if (isa == Isa::avx512_bf16 && weight.dtype == DType::bf16) {
     linear_panels_bf16_pairs(out, in, static_cast<const bf16*>(weight.data), N, p0, p1, scratch.data());
@@ -591,9 +449,9 @@ SC2_TARGET_AVX2 void pack_panels_avx2(const E* src, std::int64_t N, std::int64_t
 /// Packs the row-major host matrix `src` (f32, bf16 or f16) into the panels
 /// the CPU kernels read, in dtype `to`, splitting the panels over the threads.
 inline OwnedWeight<Host> pack_weight(Context& ctx, const WeightMatrix& src, DType to) {
-  SC2_CHECK(src.layout == WeightLayout::row_major, "pack_weight: the source must be row-major");
+  SC2_CHECK(src.layout == WeightLayout::row_major && !src.blocks, "pack_weight: the source must be row-major elements");
   OwnedWeight<Host> packed;
-  packed.view = WeightMatrix{to, WeightLayout::panels16, nullptr, src.rows, src.cols};
+  packed.view = WeightMatrix{to, WeightLayout::panels16, nullptr, src.rows, src.cols, std::nullopt};
   packed.storage = Buffer<std::byte>(packed.view.bytes());
   packed.view.data = packed.storage.data();
   const std::int64_t panels = packed.view.stored_rows() / kPanelRows;
@@ -620,10 +478,60 @@ inline OwnedWeight<Host> pack_weight(Context& ctx, const WeightMatrix& src, DTyp
   return packed;
 }
 
+/// Packs the row-major host matrix `src` (f32, bf16 or f16 elements, or GGML
+/// blocks) into panels of blocks of format `to` (quant/panels.hpp), splitting
+/// the panels over the threads. Blocks already in `to` are moved, not
+/// requantized; other rows are widened to float (blocks dequantized) and
+/// quantized by ggml's reference quantizer. `src.cols` must be a whole number
+/// of `to`'s blocks.
+inline OwnedWeight<Host> pack_blocks(Context& ctx, const WeightMatrix& src, quant::Format to) {
+  SC2_CHECK(src.layout == WeightLayout::row_major, "pack_blocks: the source must be row-major");
+  const std::int64_t B = quant::block_elements(to), K = src.cols;
+  SC2_CHECK(K % B == 0, "pack_blocks: rows of {} weights are not whole {} blocks of {}", K, quant::format_name(to), B);
+  OwnedWeight<Host> packed;
+  packed.view = WeightMatrix{DType::f32, WeightLayout::panels16, nullptr, src.rows, K, to};
+  packed.storage = Buffer<std::byte>(packed.view.bytes());
+  packed.view.data = packed.storage.data();
+  const std::size_t row_bytes = packed.view.row_bytes(), block_bytes = quant::block_bytes(to);
+  const std::size_t panel_block = quant::panel_block_bytes(to);
+  const auto* source = static_cast<const std::byte*>(src.data);
+  ctx.pool().parallel_for(packed.view.stored_rows() / kPanelRows, 1, [&](std::int64_t p0, std::int64_t p1) {
+    Buffer<std::byte> requantized(src.blocks == to ? 0 : kPanelRows * row_bytes);
+    Buffer<float> widened(src.blocks == to ? 0 : static_cast<std::size_t>(K));
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const std::byte* rows[kPanelRows] = {};
+      for (int j = 0; j < kPanelRows; ++j) {
+        const std::int64_t r = p * kPanelRows + j;
+        if (r >= src.rows) continue;  // padding: zero blocks
+        if (src.blocks == to) {
+          rows[j] = source + static_cast<std::size_t>(r) * row_bytes;
+          continue;
+        }
+        src.row_to_float(r, widened.data());
+        std::byte* row = requantized.data() + static_cast<std::size_t>(j) * row_bytes;
+        quant::quantize(to, widened.data(), row, K);
+        rows[j] = row;
+      }
+      std::byte* dst = packed.storage.data() + static_cast<std::size_t>(p) * kPanelRows * row_bytes;
+      for (std::int64_t b = 0; b < K / B; ++b) {
+        const std::byte* blocks[kPanelRows];
+        for (int j = 0; j < kPanelRows; ++j) blocks[j] = rows[j] ? rows[j] + static_cast<std::size_t>(b) * block_bytes : nullptr;
+        quant::interleave_blocks(to, blocks, dst + static_cast<std::size_t>(b) * panel_block);
+      }
+    }
+  });
+  return packed;
+}
+
 /// The CPU backend's hook for model loading: a checkpoint matrix, row-major
 /// in host memory, becomes panels of dtype `to` (see `pack_weight`).
 inline OwnedWeight<Host> upload_matrix(Context& ctx, const WeightMatrix& src, DType to) {
   return pack_weight(ctx, src, to);
+}
+
+/// The same for a matrix kept in GGML blocks of format `to` (see `pack_blocks`).
+inline OwnedWeight<Host> upload_matrix(Context& ctx, const WeightMatrix& src, quant::Format to) {
+  return pack_blocks(ctx, src, to);
 }
 
 /// CPU implementation of `ops::linear`.
@@ -635,7 +543,7 @@ inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const W
   // Rows are split in whole register tiles of panels, one contiguous range per thread.
   const std::int64_t grain = kPanelRows * detail::tile_panels(ctx.isa());
 #if SC2_HAVE_AMX
-  if (detail::runs_on_amx(ctx.isa(), weight.dtype)) {
+  if (detail::runs_on_amx(ctx.isa(), weight)) {
     // The activations are split into bf16 parts once, for every thread, then each runs its panels.
     const detail::SplitActivations a = detail::split_activations(
         ctx.isa(), in,
@@ -648,7 +556,24 @@ inline void run_linear(Context& ctx, MatrixView out, ConstMatrixView in, const W
     return;
   }
 #endif
-  const std::size_t scratch_size = detail::linear_scratch(ctx.isa(), weight.dtype, T, K);
+#if SC2_HAVE_X86_SIMD
+  if (weight.blocks && ctx.isa() == Isa::avx512_vnni) {
+    // The activations are quantized to int8 blocks once, for every thread, then each runs its panels.
+    const detail::ActivationBlocks a =
+        detail::ActivationBlocks::at(ctx.shared_scratch(detail::ActivationBlocks::bytes(T, K)).data(), T, K);
+    ctx.pool().parallel_for(T, 1, [&](std::int64_t t0, std::int64_t t1) { detail::quantize_activations_avx512(in, a, t0, t1); });
+    ctx.pool().parallel_for(weight.rows, grain, [&](std::int64_t n0, std::int64_t n1, int thread) {
+      if (n0 >= n1) return;
+      detail::fill_bias(out, bias, n0, n1);
+      std::byte* amx = detail::kVnniAmxScratch
+                           ? reinterpret_cast<std::byte*>(ctx.scratch(thread, detail::kVnniAmxScratch / sizeof(float)).data())
+                           : nullptr;
+      detail::linear_blocks_vnni(out, a, weight, n0 / kPanelRows, (n1 + kPanelRows - 1) / kPanelRows, amx);
+    });
+    return;
+  }
+#endif
+  const std::size_t scratch_size = detail::linear_scratch(ctx.isa(), weight, T, K);
   ctx.pool().parallel_for(weight.rows, grain, [&](std::int64_t n0, std::int64_t n1, int thread) {
     const std::span<float> scratch = scratch_size ? ctx.scratch(thread, scratch_size) : std::span<float>();
     detail::linear_panel_range(ctx.isa(), out, in, weight, bias, n0, n1, scratch);

@@ -69,11 +69,15 @@ inline double lane_square_sum(const float* x, std::int64_t n, double mean) noexc
 
 }  // namespace detail
 
-/// CPU implementation of `ops::embedding`: rows of a row-major or panel table.
+/// CPU implementation of `ops::embedding`: rows of a row-major or panel table, of floats or blocks.
 inline void run_embedding(Context& ctx, MatrixView out, const WeightMatrix& table, Vector<const std::int32_t, Host> ids) {
   detail::for_tokens(ctx, out.extent(0), out.extent(1), [&](std::int64_t t0, std::int64_t t1) {
     const std::int64_t stride = table.layout == WeightLayout::panels16 ? kPanelRows : 1;
     for (std::int64_t t = t0; t < t1; ++t) {
+      if (table.blocks) {  // GGML blocks: the row dequantized
+        table.row_to_float(ids(t), out.row(t).data());
+        continue;
+      }
       const std::int64_t first = table.index(ids(t), 0);
       float* dst = out.row(t).data();
       switch (table.dtype) {

@@ -152,7 +152,7 @@ inline OwnedWeight<Device> upload_matrix(Context& ctx, const WeightMatrix& host,
             "the CUDA backend keeps weights in BF16 or F32, not {}", dtype_name(dtype));
   const std::int64_t n = host.rows * host.cols;
   OwnedWeight<Device> w{Buffer<std::byte, Device>(static_cast<std::size_t>(n) * dtype_size(dtype)),
-                        {dtype, WeightLayout::row_major, nullptr, host.rows, host.cols}};
+                        {dtype, WeightLayout::row_major, nullptr, host.rows, host.cols, std::nullopt}};
   w.view.data = w.storage.data();
   const std::size_t stored_bytes = static_cast<std::size_t>(n) * dtype_size(host.dtype);
   if (host.dtype == dtype) {

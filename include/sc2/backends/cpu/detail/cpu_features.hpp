@@ -46,6 +46,7 @@ enum class Isa {
   avx512_bf16,  ///< avx512, and bf16 × bf16 dot products for bf16 weights in prefill (opt-in)
   amx,          ///< avx512, and AMX tiles for bf16 weights, activations split exactly into bf16 parts
   amx_bf16,     ///< avx512, and AMX tiles for bf16 weights, activations rounded to bf16 (opt-in)
+  avx512_vnni,  ///< avx512, and int8 dot products for weights in GGML blocks, activations quantized to int8 (opt-in)
 };
 
 /// Readable name of an instruction-set path.
@@ -57,6 +58,7 @@ constexpr std::string_view isa_name(Isa isa) noexcept {
     case Isa::avx512_bf16: return "avx512bf16";
     case Isa::amx: return "amx";
     case Isa::amx_bf16: return "amxbf16";
+    case Isa::avx512_vnni: return "avx512vnni";
   }
   return "?";
 }
@@ -106,6 +108,7 @@ inline bool isa_supported(Isa isa) noexcept {
   // AVX-512 also needs the OS to save the mask registers and the upper ZMM state.
   if (!(avx2 && avx512f && (xcr0_low & 0xE0u) == 0xE0u)) return false;
   if (isa == Isa::avx512) return true;
+  if (isa == Isa::avx512_vnni) return c & (1u << 11);  // AVX512_VNNI
   // Compilers enable AVX512BW along with AVX512_BF16, so both are required.
   const bool amx_tile = d & (1u << 24), amx_bf16 = d & (1u << 22);
   if (last_subleaf < 1 || !avx512bw || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
@@ -118,16 +121,36 @@ inline bool isa_supported(Isa isa) noexcept {
 #endif
 }
 
-/// Parses an instruction-set name ("scalar", "avx2", "avx512", "avx512bf16", "amx", "amxbf16").
+/// True when this processor (and its OS) runs AMX tiles with int8 products,
+/// which the integer path (`Isa::avx512_vnni`) uses for prefill.
+inline bool amx_int8_supported() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool supported = [] {
+    if (!isa_supported(Isa::avx512_vnni)) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
+    unsigned xcr0_low = 0, xcr0_high = 0;
+    __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    return amx_tile && amx_int8 && (xcr0_low & 0x60000u) == 0x60000u && amx_permitted();
+  }();
+  return supported;
+#else
+  return false;
+#endif
+}
+
+/// Parses an instruction-set name ("scalar", "avx2", "avx512", "avx512bf16", "amx", "amxbf16", "avx512vnni").
 inline Isa parse_isa(std::string_view name) {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx, Isa::amx_bf16})
+  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16, Isa::amx, Isa::amx_bf16, Isa::avx512_vnni})
     if (name == isa_name(isa)) return isa;
-  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2', 'avx512', 'avx512bf16', 'amx' or 'amxbf16')",
+  SC2_FAIL("unknown CPU instruction set '{}' (expected 'scalar', 'avx2', 'avx512', 'avx512bf16', 'amx', 'amxbf16' or "
+           "'avx512vnni')",
            name);
 }
 
 /// The best float32 path this processor supports, unless `SC2_CPU_ISA` names
-/// one (`avx512bf16` only ever by name).
+/// one (`avx512bf16`, `amx`, `amxbf16` and `avx512vnni` only ever by name).
 inline Isa default_isa() {
   if (const char* forced = std::getenv("SC2_CPU_ISA"); forced && *forced) {
     const Isa isa = parse_isa(forced);

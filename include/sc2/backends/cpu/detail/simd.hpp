@@ -41,11 +41,21 @@
 #define SC2_TARGET_AVX512_BF16 __attribute__((target("avx512bf16,avx512bw,avx512f,avx2,fma,f16c")))
 #endif
 
+/// Marks a function as compiled for AVX-512 VNNI (int8 dot products) on top of AVX-512F.
+#ifndef SC2_TARGET_AVX512_VNNI
+#define SC2_TARGET_AVX512_VNNI __attribute__((target("avx512vnni,avx512f,avx2,fma,f16c")))
+#endif
+
 /// Marks a function as compiled for AMX tiles with bf16 products, on top of
 /// AVX-512 BF16 (every processor with AMX-BF16 has it).
 #ifndef SC2_TARGET_AMX
 #define SC2_TARGET_AMX \
   __attribute__((target("amx-tile,amx-bf16,avx512bf16,avx512bw,avx512f,avx2,fma,f16c")))
+#endif
+/// Marks a function as compiled for AMX tiles with int8 products (the integer
+/// path's prefill), on top of AVX-512 VNNI.
+#ifndef SC2_TARGET_AMX_INT8
+#define SC2_TARGET_AMX_INT8 __attribute__((target("amx-tile,amx-int8,avx512vnni,avx512f,avx2,fma,f16c")))
 #endif
 /// 1 where the AMX kernels are compiled: x86-64 Linux, whose kernel hands out
 /// the tile state on request (`arch_prctl`). A build that emulates the vector
