@@ -2,11 +2,18 @@
 // that llama.cpp and sc2 read, its matrices in one GGML format.
 //
 //   sc2-quantize starcoder2-3b starcoder2-3b-Q8_0.gguf --type q8_0
+//   sc2-quantize starcoder2-3b starcoder2-3b-Q4_K_M.gguf --type q4_k_m
 //
 // Matrices (embedding, attention and MLP projections, an untied lm_head) are
 // quantized with ggml's reference quantizer (sc2::quant::quantize, the bytes
-// llama-quantize writes without an importance matrix); a matrix whose rows
-// are not whole blocks of the format stays F32. Norms and biases are F32.
+// llama-quantize writes without an importance matrix). `q4_k_m` is
+// llama-quantize's Q4_K_M mix (llama_tensor_get_type): Q4_K, but Q6_K for the
+// output matrix (the embedding when tied) and for attn_v and ffn_down in the
+// layers where llama.cpp's use_more_bits holds (the first and last eighth,
+// and every third between). A K-quant matrix whose rows are not whole
+// super-blocks of 256 becomes Q8_0 (llama.cpp takes Q5_0, a format sc2 does
+// not have); one whose rows are not whole blocks of 32 stays F32. Norms and
+// biases are F32.
 // The metadata are llama.cpp's StarCoder2 keys, plus the sliding window
 // (starcoder2.attention.sliding_window, which llama.cpp's converter leaves
 // out), and the tokenizer.ggml.* keys of the directory's tokenizer.json.
@@ -15,7 +22,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -26,10 +35,31 @@ struct OutputType {
   std::uint32_t file_type;  // llama.cpp's general.file_type (llama_ftype)
 };
 
-constexpr OutputType kTypes[] = {{"f32", sc2::GgmlType::f32, 0},   {"f16", sc2::GgmlType::f16, 1},
-                                 {"bf16", sc2::GgmlType::bf16, 32}, {"q8_0", sc2::GgmlType::q8_0, 7},
-                                 {"q4_0", sc2::GgmlType::q4_0, 2},  {"q4_k", sc2::GgmlType::q4_k, 14},
-                                 {"q5_k", sc2::GgmlType::q5_k, 16}, {"q6_k", sc2::GgmlType::q6_k, 18}};
+constexpr OutputType kTypes[] = {{"f32", sc2::GgmlType::f32, 0},    {"f16", sc2::GgmlType::f16, 1},
+                                 {"bf16", sc2::GgmlType::bf16, 32},  {"q8_0", sc2::GgmlType::q8_0, 7},
+                                 {"q4_0", sc2::GgmlType::q4_0, 2},   {"q4_k", sc2::GgmlType::q4_k, 14},
+                                 {"q5_k", sc2::GgmlType::q5_k, 16},  {"q6_k", sc2::GgmlType::q6_k, 18},
+                                 {"q4_k_m", sc2::GgmlType::q4_k, 15}};
+
+// GGML's name of a type ("Q6_K").
+std::string_view type_name_of(sc2::GgmlType type) { return sc2::ggml_type_traits(static_cast<std::uint32_t>(type))->name; }
+
+// llama.cpp's use_more_bits: the layers whose attn_v and ffn_down Q4_K_M keeps in Q6_K.
+bool use_more_bits(int layer, int layers) {
+  return layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+}
+
+// The type of matrix `name` (Hugging Face name) in the mix `out`, before the fallback for rows
+// that are not whole blocks: Q4_K_M's rules, or the one type of every other --type.
+sc2::GgmlType mix_type(const OutputType& out, const std::string& name, bool tied, int layers) {
+  if (std::string_view(out.name) != "q4_k_m") return out.type;
+  if (name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight")) return sc2::GgmlType::q6_k;
+  int layer = -1;
+  if (std::sscanf(name.c_str(), "model.layers.%d.", &layer) == 1 &&
+      (name.ends_with(".self_attn.v_proj.weight") || name.ends_with(".mlp.c_proj.weight")) && use_more_bits(layer, layers))
+    return sc2::GgmlType::q6_k;
+  return sc2::GgmlType::q4_k;
+}
 
 // `values` (rows, cols) in `type`.
 std::vector<std::byte> encode(const std::vector<float>& values, std::int64_t rows, std::int64_t cols, sc2::GgmlType type) {
@@ -65,13 +95,15 @@ int main(int argc, char** argv) {
   std::string input, output, type_name = "q8_0";
   app.add_option("input", input, "checkpoint directory (config.json, *.safetensors, tokenizer.json)")->required();
   app.add_option("output", output, "the GGUF file to write")->required();
-  app.add_option("--type", type_name, "matrix format: q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16 or f32")->capture_default_str();
+  app.add_option("--type", type_name, "matrix format: q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16, f32, or the mix q4_k_m")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     const OutputType* out_type = nullptr;
     for (const OutputType& t : kTypes)
       if (type_name == t.name) out_type = &t;
-    SC2_CHECK(out_type != nullptr, "unknown --type '{}' (q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16 or f32)", type_name);
+    SC2_CHECK(out_type != nullptr, "unknown --type '{}' (q8_0, q4_0, q4_k, q5_k, q6_k, f16, bf16, f32 or q4_k_m)",
+              type_name);
     const std::filesystem::path dir(input);
     const sc2::Checkpoint ckpt = sc2::Checkpoint::open(dir);
     const sc2::ModelConfig& c = ckpt.config;
@@ -95,7 +127,7 @@ int main(int argc, char** argv) {
       if (!c.eos_token_ids.empty()) w.add_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(c.eos_token_ids[0]));
     }
 
-    std::size_t quantized = 0, kept = 0;
+    std::map<std::string, int> counts;  // tensors per GGML type
     for (const std::string& name : ckpt.tensors.names()) {
       if (sc2::is_ignorable_tensor(name) || (c.tie_word_embeddings && name == "lm_head.weight")) continue;
       const sc2::TensorInfo& t = ckpt.tensors.at(name);
@@ -104,19 +136,24 @@ int main(int argc, char** argv) {
       sc2::tensor_to_float(t, values);
       sc2::GgmlType type = sc2::GgmlType::f32;
       if (t.shape.size() == 2) {
-        const auto block = sc2::ggml_type_traits(static_cast<std::uint32_t>(out_type->type))->block;
-        if (t.shape[1] % block == 0) type = out_type->type;
-        else std::fprintf(stderr, "sc2-quantize: %s has rows of %lld, not whole %s blocks: kept as F32\n", name.c_str(),
-                          static_cast<long long>(t.shape[1]), out_type->name);
+        const sc2::GgmlType wanted = mix_type(*out_type, name, c.tie_word_embeddings, static_cast<int>(c.num_hidden_layers));
+        const auto block = [](sc2::GgmlType g) { return sc2::ggml_type_traits(static_cast<std::uint32_t>(g))->block; };
+        type = wanted;
+        if (t.shape[1] % block(type) != 0 && block(type) == sc2::quant::kSuperBlock) type = sc2::GgmlType::q8_0;
+        if (t.shape[1] % block(type) != 0) type = sc2::GgmlType::f32;
+        if (type != wanted)
+          fmt::print(stderr, "sc2-quantize: {} has rows of {}, not whole {} blocks: kept as {}\n", name, t.shape[1],
+                     type_name_of(wanted), type_name_of(type));
       }
       const std::int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
       const auto bytes = encode(values, rows, cols, type);
       w.add_tensor(sc2::starcoder2_name_to_gguf(name), type, t.shape, bytes);
-      (type == out_type->type && t.shape.size() == 2 ? quantized : kept) += 1;
+      ++counts[std::string(type_name_of(type))];
     }
     w.write(output);
-    std::fprintf(stderr, "sc2-quantize: wrote %s: %zu matrices in %s, %zu tensors in F32\n", output.c_str(), quantized,
-                 out_type->name, kept);
+    std::string summary;
+    for (const auto& [name, count] : counts) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", count, name);
+    std::fprintf(stderr, "sc2-quantize: wrote %s (%s): %s tensors\n", output.c_str(), out_type->name, summary.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

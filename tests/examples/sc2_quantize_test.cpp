@@ -9,6 +9,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <span>
+#include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -52,6 +55,38 @@ TEST_CASE("sc2-quantize writes the tensors and keys gguf-py writes for the same 
   CHECK(bad.err.find("unknown --type 'q3_k'") != std::string::npos);
 }
 
+TEST_CASE("sc2-quantize makes llama-quantize's Q8_0 and Q4_K_M of the bundled model, type and byte", "[examples][gguf][bundled]") {
+  // tools/reference/make_quant_mix_fixture.py: llama.cpp's converter, then its llama-quantize.
+  const auto dir = std::filesystem::path(SC2_SOURCE_DIR) / "models/sc2-tiny";
+  const auto fnv1a64 = [](std::span<const std::byte> bytes) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (const std::byte b : bytes) h = (h ^ static_cast<std::uint8_t>(b)) * 0x100000001b3ull;
+    return fmt::format("{:016x}", h);
+  };
+  for (const char* type : {"q8_0", "q4_k_m"}) {
+    DYNAMIC_SECTION(type) {
+      const auto out = temp_gguf(std::string("sc2-tiny-") + type);
+      const auto o = sc2::test::run_program(SC2_QUANTIZE, dir.string() + " " + out.string() + " --type " + type);
+      INFO(o.err);
+      REQUIRE(o.status == 0);
+      const auto want = nlohmann::json::parse(sc2::read_text_file(sc2::test::fixture(std::string("quant/sc2-tiny-") + type + ".json")));
+      const sc2::Gguf got = sc2::Gguf::open(out);
+      REQUIRE(got.tensors().size() == want["tensors"].size());
+      int q6_k = 0;
+      for (const auto& [name, w] : want["tensors"].items()) {
+        INFO(name);
+        const sc2::GgufTensor& g = got.tensor(name);
+        CHECK(g.type.name == w["type"].get<std::string>());
+        CHECK(g.shape == w["shape"].get<std::vector<std::int64_t>>());
+        CHECK(fnv1a64(g.bytes) == w["fnv1a64"].get<std::string>());
+        q6_k += g.type.name == "Q6_K";
+      }
+      CHECK(q6_k == (std::string(type) == "q4_k_m" ? 5 : 0));  // the tied embedding, attn_v and ffn_down of 2 layers
+      std::filesystem::remove(out);
+    }
+  }
+}
+
 TEST_CASE("the bundled model through sc2-quantize: its GGUF tokenizer and sc2-generate on it", "[examples][gguf][bundled]") {
   const auto dir = std::filesystem::path(SC2_SOURCE_DIR) / "models/sc2-tiny";
   const auto out = temp_gguf("sc2-tiny-q4_k");
@@ -81,9 +116,10 @@ TEST_CASE("the bundled model through sc2-quantize: its GGUF tokenizer and sc2-ge
 
 TEST_CASE("the bundled model's held-out loss at each GGML format", "[examples][gguf][bundled][quantize-loss]") {
   const auto fixture = nlohmann::json::parse(sc2::read_text_file(sc2::test::fixture("bundled/heldout.json")));
-  const auto loss = [&](const std::filesystem::path& model) {
-    const auto lm = sc2::Starcoder2ForCausalLM::load(model);
+  const auto loss = [&](const std::filesystem::path& model, sc2::cpu::Isa isa = sc2::cpu::default_isa()) {
     sc2::CpuContext ctx(2);
+    ctx.set_isa(isa);
+    const auto lm = sc2::Starcoder2ForCausalLM::load(ctx, model);
     const std::int64_t V = lm.vocab_size();
     double total = 0.0;
     std::int64_t positions = 0;
@@ -108,15 +144,23 @@ TEST_CASE("the bundled model's held-out loss at each GGML format", "[examples][g
   const double bf16 = loss(dir);
   std::printf("held-out loss over 16 blocks: bf16 %.6f\n", bf16);
   // Q8_0 has the issue's target; the 4- and 5-bit bounds catch a broken format, not a rounding.
-  for (const auto& [type, bound] : {std::pair{"q8_0", 0.005}, {"q6_k", 0.005}, {"q5_k", 0.02}, {"q4_k", 0.02}, {"q4_0", 0.02}}) {
+  const bool integer = sc2::cpu::isa_supported(sc2::cpu::Isa::avx512_vnni);
+  for (const auto& [type, bound] : {std::pair{"q8_0", 0.005}, {"q6_k", 0.005}, {"q5_k", 0.02}, {"q4_k", 0.02},
+                                    {"q4_k_m", 0.02}, {"q4_0", 0.02}}) {
     const auto out = temp_gguf(std::string("sc2-tiny-loss-") + type);
     const auto o = sc2::test::run_program(SC2_QUANTIZE, dir.string() + " " + out.string() + " --type " + type);
     REQUIRE(o.status == 0);
     const double l = loss(out);
-    std::filesystem::remove(out);
     std::printf("held-out loss over 16 blocks: %s %.6f (%+.4f%% vs bf16)\n", type, l, 100.0 * (l - bf16) / bf16);
     INFO(type << ": " << l << " against bf16 " << bf16);
     CHECK(std::abs(l - bf16) <= bound * bf16);
+    if (integer) {  // the opt-in integer path: int8 activations add their own rounding
+      const double li = loss(out, sc2::cpu::Isa::avx512_vnni);
+      std::printf("held-out loss over 16 blocks: %s on avx512vnni %.6f (%+.4f%% vs bf16)\n", type, li,
+                  100.0 * (li - bf16) / bf16);
+      CHECK(std::abs(li - bf16) <= (bound + 0.005) * bf16);
+    }
+    std::filesystem::remove(out);
   }
 }
 #endif
