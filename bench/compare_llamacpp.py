@@ -2,7 +2,7 @@
 """sc2 and llama.cpp side by side on the same random-weight StarCoder2 checkpoint.
 
   python3 bench/compare_llamacpp.py --llama /path/to/llama.cpp [--preset 3B] [--dtype bf16 f16]
-                                    [--threads 2] [--prompt 512] [--decode 128] [--runs 2]
+                                    [--quant q8_0 q4_k_m] [--threads 2] [--prompt 512] [--decode 128] [--runs 2]
 
 For each dtype: writes a random checkpoint of the preset's shape with sc2-make-checkpoint (plus a
 49152-token tokenizer from tools/training/train_tokenizer.py, which llama.cpp's converter needs), converts the
@@ -11,6 +11,10 @@ alternately (same threads, prompt and decode lengths) and prints both, their rat
 bandwidth and sc2's decode as a share of the bandwidth roofline (weight bytes x tokens/s / bandwidth), and
 sc2's prefill in GFLOP/s as a share of the arithmetic peak of the multiply-add its linear layers use
 (sc2-bench --peak).
+With --quant, llama.cpp's own llama-quantize turns the bf16 GGUF into Q8_0 / Q4_K_M files (reference
+quantizers, no importance matrix), and both engines run the same file: sc2 on its default path (weights
+decoded to float in registers, the bits of the dequantized float weights) and on the opt-in integer path
+(--quant-isa, default avx512vnni: activations quantized to int8 per 32, as llama.cpp does).
 With --depths it also times decode after 1k..16k tokens of context (sc2 advances its cache without
 computing the context, which costs the same per decoded token; llama-bench's -d fills it for real, so
 --llama-max-depth bounds how far llama.cpp is run).
@@ -20,7 +24,7 @@ llama-cpp-python bundles it (vendor/llama.cpp, with its converter and gguf-py):
   pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/llamapy
   tar -xzf /tmp/llamapy/llama_cpp_python-0.3.36.tar.gz -C /tmp && L=/tmp/llama_cpp_python-0.3.36/vendor/llama.cpp
   cmake -S $L -B $L/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
-  cmake --build $L/build -j --target llama-bench
+  cmake --build $L/build -j --target llama-bench llama-quantize
   python3 bench/compare_llamacpp.py --llama $L --depths 1024 4096 8192 16384 --llama-max-depth 1024
 The converter runs on the Python of tools/ (torch, numpy, safetensors).
 
@@ -75,12 +79,31 @@ def prepare(args, dtype: str) -> tuple[Path, Path]:
     return ckpt, gguf
 
 
+def quantize(args, bf16_gguf: Path, quant: str) -> Path:
+    """The bf16 GGUF quantized by llama.cpp's llama-quantize (Q8_0, Q4_K_M, ...)."""
+    out = (Path(args.work) / f"{args.preset.lower()}-{quant}.gguf").resolve()  # absolute: llama-quantize reads a leading number as a type
+    if not out.exists():
+        run([Path(args.llama) / "build/bin/llama-quantize", bf16_gguf.resolve(), out, quant.upper()])
+    return out
+
+
 def llama_bench(args, gguf: Path, depth: int = 0) -> dict:
     cmd = [Path(args.llama) / "build/bin/llama-bench", "-m", gguf, "-t", args.threads, "-p", args.prompt,
            "-n", args.decode, "-r", 1, "-o", "json"]
     if depth:
         cmd += ["-d", depth]
-    rows = json.loads(run(cmd))
+    if args.llama_repack0:
+        cmd += ["--repack", "0"]
+    try:
+        rows = json.loads(run(cmd))
+    except subprocess.CalledProcessError as e:
+        if args.llama_repack0 or e.returncode >= 0:
+            raise
+        # llama.cpp 0.3.36's AMX repacking (ggml_backend_amx_mul_mat) crashes on some machines: run it
+        # without the repacked weights from then on, and say so.
+        print(f"llama-bench died of signal {-e.returncode}; running it with --repack 0 from now on", file=sys.stderr)
+        args.llama_repack0 = True
+        return llama_bench(args, gguf, depth)
     out = {}
     for r in rows:
         key = "prefill" if r["n_prompt"] > 0 else "decode"
@@ -88,15 +111,16 @@ def llama_bench(args, gguf: Path, depth: int = 0) -> dict:
     return out
 
 
-def sc2_bench(args, ckpt: Path, depth: int = 0, roofline: bool = False) -> dict:
+def sc2_bench(args, ckpt: Path, depth: int = 0, roofline: bool = False, isa: str | None = None) -> dict:
     cmd = [args.build / "bench/sc2-bench", "--model", ckpt, "--threads", args.threads, "--prompt-tokens",
            args.prompt, "--decode-tokens", args.decode, "--json"]
     if depth:
         cmd += ["--depth", depth]
     if roofline:
         cmd += ["--bandwidth", "--peak"]
-    if args.sc2_isa:
-        cmd += ["--isa", args.sc2_isa]
+    isa = args.sc2_isa if isa is None else isa
+    if isa:
+        cmd += ["--isa", isa]
     r = json.loads(run(cmd))
     return {"isa": r["isa"], "prefill": r["prefill_tokens_per_s"], "decode": r["decode_tokens_per_s"],
             "prefill_gflops": r["prefill_gflops_per_s"], "peak": r.get("peak_gflops_per_s", 0.0),
@@ -117,11 +141,17 @@ def main() -> None:
     p.add_argument("--build", default=str(ROOT / "build"), help="sc2 build dir")
     p.add_argument("--work", default="/tmp/sc2-compare")
     p.add_argument("--preset", default="3B", choices=["3B", "7B", "15B"])
-    p.add_argument("--dtype", nargs="+", default=["bf16", "f16"], choices=["bf16", "f16", "f32"])
+    p.add_argument("--dtype", nargs="*", default=["bf16", "f16"], choices=["bf16", "f16", "f32"])
+    p.add_argument("--quant", nargs="*", default=[], choices=["q8_0", "q4_0", "q4_k_m", "q4_k_s", "q5_k_m", "q6_k"],
+                   help="also run GGUF files that llama-quantize makes from the bf16 one")
+    p.add_argument("--quant-isa", default="avx512vnni",
+                   help="sc2's second path for --quant files (empty: only the default path)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt", type=int, default=512)
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--llama-repack0", action="store_true",
+                   help="run llama-bench with --repack 0 (no AMX repacking; taken by itself if llama-bench crashes)")
     p.add_argument("--sc2-isa", default="", help="force sc2's SIMD path (scalar, avx2, avx512, avx512bf16, amx, amxbf16)")
     p.add_argument("--depths", type=int, nargs="*", default=[], help="also decode after these context lengths")
     p.add_argument("--llama-max-depth", type=int, default=1 << 30,
@@ -159,8 +189,32 @@ def main() -> None:
                 d_llama = llama_bench(args, gguf, depth=depth).get("decode", float("nan"))
             table.append({"dtype": dtype, "depth": depth, "decode_sc2": d_sc2, "decode_llama": d_llama})
 
+    for quant in args.quant:
+        _, bf16_gguf = prepare(args, "bf16")
+        gguf = quantize(args, bf16_gguf, quant)
+        paths = [""] + ([args.quant_isa] if args.quant_isa else [])
+        runs = {path: [] for path in paths}
+        llama_runs = []
+        for i in range(args.runs):
+            for path in paths:
+                runs[path].append(sc2_bench(args, gguf, roofline=True, isa=path))
+            llama_runs.append(llama_bench(args, gguf))
+        for path in paths:
+            s = runs[path][0]
+            bandwidth = best(runs[path], "bandwidth")
+            table.append({
+                "dtype": f"{quant} ({s['isa']})", "weights_gb": s["weights"] / 1e9, "bandwidth_gbs": bandwidth,
+                "prefill_sc2": best(runs[path], "prefill"), "prefill_llama": best(llama_runs, "prefill"),
+                # sc2-bench --peak times the float multiply-add; the integer path's int8 products have no peak here.
+                "prefill_gflops": best(runs[path], "prefill_gflops"), "peak_gflops": 0.0 if path else best(runs[path], "peak"),
+                "decode_sc2": best(runs[path], "decode"), "decode_llama": best(llama_runs, "decode"),
+                "decode_roofline": bandwidth * 1e9 / s["weights"], "rss_gb": max(r["rss"] for r in runs[path]) / 1e9,
+                "rss_budget_gb": (s["weights"] + s["cache"]) / 1e9,
+            })
+
     print(f"\n{args.preset} random weights, {args.threads} threads, prompt {args.prompt}, decode {args.decode}, "
-          f"best of {args.runs} alternating runs, sc2 path {isa}\n")
+          f"best of {args.runs} alternating runs, sc2 path {isa}"
+          + (", llama.cpp with --repack 0" if args.llama_repack0 else "") + "\n")
     print("| weights | GB | prefill sc2 | prefill llama.cpp | ratio | sc2 prefill GFLOP/s | multiply-add peak "
           "| sc2 % of peak | decode sc2 | decode llama.cpp | ratio | read GB/s | decode roofline | sc2 % of roofline "
           "| peak RSS / (weights + cache) |")
