@@ -23,6 +23,17 @@
 /// bound is reading the blocks' bytes, a quarter (Q8_0) to an eighth (Q4_K) of
 /// f32's. Prefill decodes each K block of 128 rows once into float panels and
 /// runs the float tiles over it.
+///
+/// The opt-in integer path (`Isa::avx512_vnni`) computes as llama.cpp does:
+/// activations quantized per 32 to int8 (`ActivationBlocks`), the weights'
+/// unsigned codes u summed against them exactly in int32 per group of 32
+/// steps (`vpdpbusd`; from 16 tokens AMX-INT8 `tdpbsud` tiles, the same sums),
+///
+///     acc += (scale · x_scale) · (Σ u·q − offset · Σ q)  [− min · x_scale · Σ q]
+///
+/// per group in order. Decoding to float costs about five vector operations
+/// per 16 weights of a 4-bit format, more than reading them; the integer sums
+/// take about one per 64, so this path decodes at the memory's pace.
 
 #include <sc2/backends/cpu/context.hpp>
 #include <sc2/backends/cpu/detail/amx.hpp>
