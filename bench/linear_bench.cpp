@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
       const double flops = 2.0 * static_cast<double>(T) * static_cast<double>(K) * static_cast<double>(N);
       nlohmann::json row{{"tokens", T}, {"k", K}, {"n", N}};
       std::string line = fmt::format("T {:5d}  {:5d} -> {:5d}:", T, K, N);
-      double first = 0.0;
+      [[maybe_unused]] double first = 0.0;  // the first path's GFLOP/s, beside oneDNN's when it is built in
       for (std::size_t p = 0; p < paths.size(); ++p) {
         const double gflops = flops / time_sc2(paths[p], threads, T, K, N, x, w, bias, repeat) / 1e9;
         if (p == 0) first = gflops;
