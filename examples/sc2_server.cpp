@@ -256,12 +256,12 @@ private:
       live_.emplace(id, Live{job, job->submitted + std::chrono::milliseconds(job->deadline_ms)});
       metrics_.requests++;
     } catch (const sc2::Error& e) {
+      --outstanding_;  // before the client hears: its next request must find the slot free
       std::lock_guard lock(job->mutex);
       job->error = HttpError{400, e.what()};
       job->done = true;
       job->changed.notify_all();
       metrics_.errors++;
-      --outstanding_;
     }
   }
 
@@ -289,13 +289,13 @@ private:
       metrics_.generated_tokens += result.timings.generated_tokens;
       if (result.timings.cached_tokens > 0) metrics_.prefix_hits++;
       if (result.stop_reason == sc2::StopReason::cancelled && !job->timed_out) metrics_.cancelled++;
+      --outstanding_;  // before the client hears: its next request must find the slot free
       {
         std::lock_guard lock(job->mutex);
         job->result = result;
         job->done = true;
         job->changed.notify_all();
       }
-      --outstanding_;
       if (job->cache && result.stop_reason != sc2::StopReason::cancelled) {
         // The pages hold every fed token: the prompt and all generated ids but the last.
         const auto tokens = engine_.tokens(id);
@@ -309,11 +309,11 @@ private:
   void fail_all(const std::string& message) {
     for (auto& [id, l] : live_) {
       engine_.cancel(id);
+      --outstanding_;
       std::lock_guard lock(l.job->mutex);
       l.job->error = HttpError{500, message};
       l.job->done = true;
       l.job->changed.notify_all();
-      --outstanding_;
     }
     live_.clear();
     metrics_.errors++;
