@@ -34,7 +34,6 @@ makes sc2 do the same in prefill, for a like-for-like figure there (it is never 
 """
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys

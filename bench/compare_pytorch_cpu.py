@@ -20,7 +20,6 @@ writes every figure to --json. Needs torch, transformers and safetensors (never 
 """
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys

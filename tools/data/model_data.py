@@ -3,7 +3,12 @@
 
 The text is the Python part of tools/data/corpus.py: the CPython 3.11 standard
 library (Python Software Foundation License), split by corpus.py's held-out rule,
-so the held-out files were seen by neither the tokenizer nor the model.
+so the held-out files were seen by neither the tokenizer nor the model. With
+--corpus, the text comes from tools/data/packages.py's deduplicated corpus
+instead: the standard library (less its training files that copy others) and
+the training split of permissively licensed Debian packages; the held-out
+stream stays the standard library's held-out files, the split every bundled
+model is compared on.
 
 Training data, StarCoder2 style:
   * every file ends with <|endoftext|>; the files of an epoch, shuffled, are
@@ -26,6 +31,7 @@ The held-out stream is the held-out files, plain (no FIM), each ending with
 <|endoftext|>, in corpus order.
 
     python3 tools/data/model_data.py [--epochs 8] [--seed 1234] [--output .train/data.npz]
+    python3 tools/data/model_data.py --corpus .train/corpus/*.jsonl.xz --epochs 3 --workers 16
 
 writes one .npz of uint16 arrays: train_0 ... train_{epochs-1}, held_out, and
 held_out_files (the start offset of each held-out file in held_out).
@@ -35,9 +41,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
+import multiprocessing
 import pathlib
 import random
 import sys
+from typing import Optional
 
 import numpy as np
 
@@ -80,34 +89,32 @@ def fim_cut(text: str, rng: random.Random) -> tuple[str, str, str]:
     return text[:a], text[a:b], text[b:]
 
 
-def epoch_stream(tokenizer, specials: Specials, encoded_files: list[list[int]], context: int,
+def epoch_stream(tokenizer, specials: Specials, encoded_files: list[np.ndarray], context: int,
                  rng: random.Random) -> np.ndarray:
     """One epoch: shuffled files packed into blocks of `context` tokens, FIM at the context level."""
     order = list(range(len(encoded_files)))
     rng.shuffle(order)
-    plain: list[int] = []
-    for i in order:
-        plain += encoded_files[i]
-        plain.append(specials.eos)
-    blocks = [plain[b * context:(b + 1) * context] for b in range(len(plain) // context)]
+    eos = np.asarray([specials.eos], dtype=np.int64)
+    plain = np.concatenate([part for i in order for part in (encoded_files[i], eos)])
+    n_blocks = plain.size // context
+    blocks = plain[:n_blocks * context].reshape(n_blocks, context)
 
     # Split every block at its <|endoftext|> tokens and pick the fragments to transform.
     layouts, chosen = [], []
     for block in blocks:
-        layout, fragment = [], []
-        for t in block + [None]:
-            if t is None or t == specials.eos:
-                if fragment:
-                    if rng.random() < FIM_RATE:
-                        layout.append(("fim", len(chosen)))
-                        chosen.append(fragment)
-                    else:
-                        layout.append(("plain", fragment))
-                if t is not None:
-                    layout.append(("plain", [t]))
-                fragment = []
-            else:
-                fragment.append(t)
+        layout, start = [], 0
+        for end in [*np.flatnonzero(block == specials.eos).tolist(), None]:
+            stop = context if end is None else end
+            if stop > start:
+                fragment = block[start:stop].tolist()
+                if rng.random() < FIM_RATE:
+                    layout.append(("fim", len(chosen)))
+                    chosen.append(fragment)
+                else:
+                    layout.append(("plain", fragment))
+            if end is not None:
+                layout.append(("plain", [specials.eos]))
+                start = end + 1
         layouts.append(layout)
     texts = tokenizer.decode_batch(chosen, skip_special_tokens=False)
     pieces, cuts = [], []
@@ -144,8 +151,11 @@ def epoch_stream(tokenizer, specials: Specials, encoded_files: list[list[int]], 
     return out
 
 
-def held_out_stream(tokenizer, specials: Specials) -> tuple[np.ndarray, np.ndarray]:
-    texts = [read_text(p) for p in python_files("held_out")]
+def held_out_stream(tokenizer, specials: Specials, texts: Optional[list[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out files (default: the standard library's, read from disk), each ending with <|endoftext|>,
+    and where each starts."""
+    if texts is None:
+        texts = [read_text(p) for p in python_files("held_out")]
     encoded = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     starts, out = [], []
     for ids in encoded:
@@ -154,11 +164,42 @@ def held_out_stream(tokenizer, specials: Specials) -> tuple[np.ndarray, np.ndarr
     return np.asarray(out, dtype=np.uint16), np.asarray(starts, dtype=np.int64)
 
 
+def corpus_texts(paths: list[pathlib.Path]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """From shards of tools/data/packages.py's corpus: keys and texts of the training files, then keys and
+    texts of the standard library's held-out files (in corpus order, which is corpus.py's)."""
+    train_keys, train_texts, held_keys, held_texts = [], [], [], []
+    for path in sorted(paths):
+        with lzma.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                item = json.loads(line)
+                if item["split"] == "train":
+                    train_keys.append(item["key"])
+                    train_texts.append(item["text"])
+                elif item["key"].startswith("python3.11/"):
+                    held_keys.append(item["key"])
+                    held_texts.append(item["text"])
+    if len(held_keys) != len(set(held_keys)) or not held_keys:
+        raise SystemExit("the corpus shards must hold the standard library's held-out files once")
+    return train_keys, train_texts, held_keys, held_texts
+
+
+# Shared with the worker processes of --workers (forked, so nothing is pickled).
+_WORK: dict = {}
+
+
+def _epoch(epoch: int) -> np.ndarray:
+    w = _WORK
+    return epoch_stream(w["tokenizer"], w["specials"], w["encoded"], w["context"],
+                        random.Random(w["seed"] * 1000 + epoch))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--context", type=int, default=512, help="the trainer's block size")
+    parser.add_argument("--corpus", type=pathlib.Path, nargs="+", help="shards of tools/data/packages.py's corpus")
+    parser.add_argument("--workers", type=int, default=1, help="processes making epochs in parallel")
     parser.add_argument("--output", type=pathlib.Path, default=ROOT / ".train" / "data.npz")
     args = parser.parse_args()
 
@@ -166,24 +207,35 @@ def main() -> None:
     if tokenizer.get_vocab_size() > 65536:
         raise SystemExit("ids do not fit uint16")
     specials = Specials(tokenizer)
-    train_files = python_files("train")
-    encoded = [e.ids for e in tokenizer.encode_batch([read_text(p) for p in train_files], add_special_tokens=False)]
-    arrays = {}
-    for epoch in range(args.epochs):
-        arrays[f"train_{epoch}"] = epoch_stream(tokenizer, specials, encoded, args.context,
-                                                random.Random(args.seed * 1000 + epoch))
-    arrays["held_out"], arrays["held_out_files"] = held_out_stream(tokenizer, specials)
+    if args.corpus:
+        keys, texts, held_keys, held_texts = corpus_texts(args.corpus)
+    else:
+        train_files = python_files("train")
+        keys = [file_key(p) for p in train_files]
+        texts = [read_text(p) for p in train_files]
+        held_keys = [file_key(p) for p in python_files("held_out")]
+        held_texts = [read_text(p) for p in python_files("held_out")]
+    encoded = [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    _WORK.update(tokenizer=tokenizer, specials=specials, encoded=encoded, context=args.context, seed=args.seed)
+    if args.workers > 1:
+        with multiprocessing.get_context("fork").Pool(min(args.workers, args.epochs)) as pool:
+            streams = pool.map(_epoch, range(args.epochs))
+    else:
+        streams = [_epoch(e) for e in range(args.epochs)]
+    arrays = {f"train_{e}": stream for e, stream in enumerate(streams)}
+    arrays["held_out"], arrays["held_out_files"] = held_out_stream(tokenizer, specials, held_texts)
     meta = {
         "tokenizer": str(TOKENIZER.relative_to(ROOT)), "fim_rate": FIM_RATE, "context": args.context, "seed": args.seed,
-        "epochs": args.epochs, "train_files": len(train_files),
-        "held_out_keys": [file_key(p) for p in python_files("held_out")],
+        "epochs": args.epochs, "train_files": len(keys),
+        "corpus": [p.name for p in args.corpus] if args.corpus else None,
+        "held_out_keys": held_keys,
         "train_tokens_per_epoch": [int(arrays[f"train_{e}"].size) for e in range(args.epochs)],
         "held_out_tokens": int(arrays["held_out"].size),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.output, **arrays)
-    print(f"wrote {args.output}: {len(train_files)} train files, "
+    print(f"wrote {args.output}: {len(keys)} train files, "
           f"{meta['train_tokens_per_epoch'][0]} tokens per epoch, {meta['held_out_tokens']} held-out tokens "
           f"({len(meta['held_out_keys'])} files), {args.output.stat().st_size / 1e6:.1f} MB")
 

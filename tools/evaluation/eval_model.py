@@ -12,14 +12,10 @@ Everything runs on the CPU in float32 (the bf16 weights widened), as sc2 does:
     transformers' `generate` of three Python prompts and of one
     fill-in-the-middle prompt (48 new tokens at most, stopping at the model's
     eos ids <|endoftext|> and <file_sep>), with prompt ids and the smallest gap
-    between the two best logits seen (a near tie could flip under rounding);
-  * the parse rate: 20 function headers of held-out files (at most one per
-    file, a seeded draw), each completed greedily (256 new tokens at most) from
-    the file's text before it and the header up to its colon, cut
-    at the end of the function (the first non-blank line indented no deeper
-    than the `def` once the body has begun) and given to `ast.parse`.
+    between the two best logits seen (a near tie could flip under rounding).
 Prints a summary for docs/model-card.md and writes the details to
---report (.train/eval.json).
+--report (.train/eval.json). How well the model completes held-out functions
+is tools/evaluation/eval_completions.py's, run by sc2 itself.
 
     python3 tools/evaluation/eval_model.py [--model models/sc2-tiny]
 Needs torch, transformers, tokenizers, numpy.
@@ -28,29 +24,22 @@ Needs torch, transformers, tokenizers, numpy.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import pathlib
-import random
 import sys
-import textwrap
 import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "data"))
-from corpus import file_key, read_text  # noqa: E402
-from model_data import Specials, held_out_stream, load_tokenizer, python_files  # noqa: E402
+from model_data import Specials, held_out_stream, load_tokenizer  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "bundled"
 CONTEXT = 512
 FIXTURE_BLOCKS = 16
 GREEDY_NEW_TOKENS = 48
-PARSE_NEW_TOKENS = 256
-PARSE_SAMPLES = 20
-PARSE_PROMPT_CHARS = 2000
 
 # Prompts end where a line's text ends, not after its newline: byte-level BPE
 # joins a newline with the next line's indentation ("\n    "), so a lone "\n"
@@ -85,68 +74,10 @@ def greedy(model, ids: list[int], new_tokens: int, eos: list[int]) -> tuple[list
     return out.sequences[0, len(ids):].tolist(), min(margins)
 
 
-def function_headers(seed: int) -> list[dict]:
-    """Functions of held-out files whose body starts on a later line than the header."""
-    by_file = []
-    for path in python_files("held_out"):
-        text = read_text(path)
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            continue
-        lines = text.splitlines(keepends=True)
-        found = []
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                # The header is lines [node.lineno - 1, header_end); a docstring belongs to the body,
-                # which the model writes.
-                header_end = node.body[0].lineno - 1
-                if header_end <= node.lineno - 1:
-                    continue
-                found.append({"file": file_key(path), "name": node.name, "def_line": node.lineno,
-                              "prefix": "".join(lines[:header_end]),
-                              "indent": len(lines[node.lineno - 1]) - len(lines[node.lineno - 1].lstrip())})
-        if found:
-            by_file.append(found)
-    rng = random.Random(seed)
-    rng.shuffle(by_file)
-    return [rng.choice(found) for found in by_file[:PARSE_SAMPLES]]
-
-
-def cut_function(generated: str, indent: int) -> tuple[str, bool]:
-    """The generated body up to the end of the function; whether an end was seen."""
-    kept, started = [], False
-    for line in generated.splitlines(keepends=True):
-        stripped = line.strip()
-        if stripped:
-            depth = len(line) - len(line.lstrip())
-            if started and depth <= indent:
-                return "".join(kept), True
-            started = True
-        kept.append(line)
-    return "".join(kept), False
-
-
-def header_of(prefix: str, indent: int) -> str:
-    """The header lines (decorators included) at the end of a prompt."""
-    lines = prefix.splitlines(keepends=True)
-    i = len(lines)
-    while i > 0:
-        i -= 1
-        line = lines[i]
-        if line.strip() and len(line) - len(line.lstrip()) == indent and line.lstrip().startswith(
-                ("def ", "async def ")):
-            while i > 0 and lines[i - 1].lstrip().startswith("@"):
-                i -= 1
-            return "".join(lines[i:])
-    raise ValueError("no header")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=pathlib.Path, default=ROOT / "models" / "sc2-tiny")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--report", type=pathlib.Path, default=ROOT / ".train" / "eval.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -202,31 +133,6 @@ def main() -> None:
     for case in cases + [fim]:
         print(f"--- margin {case['min_margin']:.4f}\n{case.get('prompt', '<FIM>')}{case['text']}", flush=True)
 
-    # Parse rate of completed function headers.
-    samples = []
-    for h in function_headers(args.seed):
-        prompt = h["prefix"][-PARSE_PROMPT_CHARS:]
-        prompt = prompt[prompt.index("\n") + 1:] if len(h["prefix"]) > PARSE_PROMPT_CHARS else prompt
-        prompt = prompt[:-1]  # up to the header's colon (see PROMPTS)
-        ids = tokenizer.encode(prompt).ids
-        generated, _ = greedy(model, ids, PARSE_NEW_TOKENS, eos)
-        text = tokenizer.decode(generated, skip_special_tokens=True)
-        body, ended = cut_function(text, h["indent"])
-        function = header_of(prompt, h["indent"]) + body
-        try:
-            ast.parse(textwrap.dedent(function))
-            parses, error = True, None
-        except SyntaxError as e:
-            parses, error = False, f"{e.msg} (line {e.lineno})"
-        hit_eos = bool(generated) and generated[-1] in eos
-        samples.append({**{k: h[k] for k in ("file", "name", "def_line")}, "prompt_tokens": len(ids),
-                        "function": function, "ended": ended or hit_eos, "parses": parses, "error": error})
-        print(f"{h['file']}:{h['def_line']} {h['name']}: {'parses' if parses else 'FAILS: ' + error}", flush=True)
-    rate = sum(s["parses"] for s in samples) / len(samples)
-    report["parse_rate"] = rate
-    report["parse_samples"] = samples
-    print(f"parse rate {rate:.2f} ({sum(s['parses'] for s in samples)}/{len(samples)}); "
-          f"{sum(not s['ended'] for s in samples)} hit the {PARSE_NEW_TOKENS}-token limit unfinished")
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=1) + "\n")
 

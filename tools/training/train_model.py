@@ -12,7 +12,8 @@ The recipe is a fixed number of optimizer steps (AdamW, linear warm-up then
 cosine decay, gradient clipping), sized to take about two hours on the two CPU
 cores of the project's development machine; a GPU runs the same steps in
 minutes (bf16 autocast there). --measure N times N steps and stops, to
-estimate the CPU time of a recipe.
+estimate the CPU time of a recipe; --budget-minutes M sizes the steps to M
+minutes of training from the measured speed (a shape sweep at equal budget).
 
     python3 tools/data/model_data.py                      # once: .train/data.npz
     python3 tools/training/train_model.py --device cpu        # or --device cuda
@@ -83,6 +84,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks for the curve (the final: all)")
     p.add_argument("--final-eval-blocks", type=int, default=0, help="held-out blocks for the final loss (0: all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop early after this long (0: never)")
+    p.add_argument("--budget-minutes", type=float, default=0.0,
+                   help="size --steps to this much training time, from the speed of steps 10-30 (0: use --steps); "
+                        "runs sharing a device at once get equal budgets, and the schedule completes")
+    p.add_argument("--max-shard-size", default="",
+                   help="save the weights in files of at most this size (e.g. 15MB; default: one file)")
     p.add_argument("--measure", type=int, default=0, help="time this many steps, print seconds/step, exit")
     return p.parse_args()
 
@@ -217,7 +223,13 @@ def main() -> None:
     stopped_early = False
     batches = blocks.batches(args.batch)
     step = 0
-    for step in range(args.steps):
+    while step < args.steps:
+        if args.budget_minutes and step == 10:
+            t_budget = time.time()
+        if args.budget_minutes and step == 30:
+            per_step = (time.time() - t_budget) / 20
+            args.steps = max(31, int((args.budget_minutes * 60 - (time.time() - start)) / per_step) + 30)
+            print(f"{per_step * 1000:.1f} ms per step: {args.steps} steps in {args.budget_minutes} minutes", flush=True)
         if args.measure and step == 1:
             t_measure, cpu_measure = time.time(), time.process_time()  # the first step warms up
         epoch, x = next(batches)
@@ -254,6 +266,8 @@ def main() -> None:
             stopped_early = True
             print(f"time cap reached after {step + 1} steps", flush=True)
             break
+        step += 1
+    step = min(step, args.steps - 1)
     train_seconds = time.time() - start
     final = mean_loss(model, held_out, device, autocast)
     print(f"held-out loss over {held_out.numel()} tokens: {final:.4f}", flush=True)
@@ -261,7 +275,8 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     model.config.use_cache = True
     model = model.to(torch.bfloat16)
-    model.save_pretrained(args.output, safe_serialization=True)
+    model.save_pretrained(args.output, safe_serialization=True,
+                          **({"max_shard_size": args.max_shard_size} if args.max_shard_size else {}))
     from transformers import GenerationConfig
     GenerationConfig(bos_token_id=EOS_ID, eos_token_id=[EOS_ID, FILE_SEP_ID], pad_token_id=EOS_ID,
                      do_sample=False, max_new_tokens=128).save_pretrained(args.output)
